@@ -1,0 +1,132 @@
+//! `basin`: the command-line program of the Basin toolchain.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use basin_compiler::db::check_file;
+use basin_compiler::diagnostics;
+use basin_compiler::{Database, SourceFile};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "basin", version, about = "Compile, check and run Basin constraint specs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and check spec files, printing every diagnostic.
+    Check {
+        /// Spec files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format of the diagnostics.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Format spec files in place, keeping comments.
+    Fmt {
+        /// Spec files to format.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Report files that are not formatted instead of rewriting them.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BASIN_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { files, format } => check(&files, format),
+        Command::Fmt { files, check } => fmt(&files, check),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Reads a spec as UTF-8, naming the file in the error.
+fn read_spec(path: &PathBuf) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("`{}` is not valid UTF-8 (invalid byte at offset {}); try saving it as UTF-8", path.display(), e.utf8_error().valid_up_to())
+    })
+}
+
+fn check(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
+    let db = Database::new();
+    let mut errors = false;
+    let mut records = Vec::new();
+    let color = std::io::stderr().is_terminal();
+    for path in files {
+        let text = read_spec(path)?;
+        let name = path.display().to_string();
+        let file: SourceFile = db.add_file(name.clone(), text.clone());
+        let checked = check_file(&db, file);
+        errors |= checked.has_errors();
+        match format {
+            Format::Text => eprint!("{}", diagnostics::render(&name, &text, &checked.diagnostics, color)),
+            Format::Json => records.extend(checked.diagnostics.iter().map(|d| diagnostics::to_json(&name, &text, d))),
+        }
+    }
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    }
+    Ok(if errors { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn fmt(files: &[PathBuf], check_only: bool) -> anyhow::Result<ExitCode> {
+    let mut unformatted = false;
+    for path in files {
+        let text = read_spec(path)?;
+        let name = path.display().to_string();
+        let formatted = match basin_compiler::fmt::format_source(&text) {
+            Ok(f) => f,
+            Err(diags) => {
+                eprint!("{}", diagnostics::render(&name, &text, &diags, std::io::stderr().is_terminal()));
+                eprintln!("error: `{name}` has syntax errors, so it was left unchanged");
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if formatted == text {
+            continue;
+        }
+        if check_only {
+            println!("{name} is not formatted");
+            unformatted = true;
+        } else {
+            write_atomically(path, &formatted)?;
+        }
+    }
+    Ok(if unformatted { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Writes through a temporary file in the same folder, then renames it over `path`, so a
+/// crash never leaves a half-written file.
+fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.basin-tmp-{}", std::process::id()));
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace `{}`", path.display()))?;
+    Ok(())
+}
