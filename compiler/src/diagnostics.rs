@@ -35,11 +35,10 @@ pub enum Code {
     InvalidExponent,
     ChainedComparison,
     NotACondition,
-    UnusedImport,
 }
 
 impl Code {
-    pub const ALL: [Code; 22] = [
+    pub const ALL: [Code; 21] = [
         Code::Syntax,
         Code::TooDeep,
         Code::InvalidNumber,
@@ -61,7 +60,6 @@ impl Code {
         Code::InvalidExponent,
         Code::ChainedComparison,
         Code::NotACondition,
-        Code::UnusedImport,
     ];
 
     /// The code as printed, e.g. `E0200`.
@@ -88,7 +86,6 @@ impl Code {
             Code::InvalidExponent => "E0206",
             Code::ChainedComparison => "E0207",
             Code::NotACondition => "E0208",
-            Code::UnusedImport => "W0001",
         }
     }
 
