@@ -23,6 +23,12 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Emit {
+    Plan,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Parse and check spec files, printing every diagnostic.
@@ -33,6 +39,20 @@ enum Command {
         /// Output format of the diagnostics.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+    /// Compile a spec into its plan: energy terms and the control problem.
+    Compile {
+        /// The spec file.
+        file: PathBuf,
+        /// What to print: the plan's text form or its JSON form.
+        #[arg(long, value_enum, default_value = "plan")]
+        emit: Emit,
+        /// Write the output to this file (atomically) instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Allow context files outside the spec's folder.
+        #[arg(long)]
+        allow_outside: bool,
     },
     /// Format spec files in place, keeping comments.
     Fmt {
@@ -54,6 +74,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { files, format } => check(&files, format),
         Command::Fmt { files, check } => fmt(&files, check),
+        Command::Compile { file, emit, output, allow_outside } => compile(&file, emit, output.as_ref(), allow_outside),
     };
     match result {
         Ok(code) => code,
@@ -92,6 +113,29 @@ fn check(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&records)?);
     }
     Ok(if errors { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn compile(path: &PathBuf, emit: Emit, output: Option<&PathBuf>, allow_outside: bool) -> anyhow::Result<ExitCode> {
+    let text = read_spec(path)?;
+    let name = path.display().to_string();
+    let db = Database::new();
+    let file = db.add_file(name.clone(), text.clone());
+    let base_dir = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() });
+    let options = basin_compiler::plan::CompileOptions { base_dir, allow_outside };
+    let (plan, diagnostics) = basin_compiler::plan::compile(&db, file, &options);
+    eprint!("{}", diagnostics::render(&name, &text, &diagnostics, std::io::stderr().is_terminal()));
+    let Some(plan) = plan else {
+        return Ok(ExitCode::from(1));
+    };
+    let rendered = match emit {
+        Emit::Plan => basin_compiler::plan::to_text(&plan),
+        Emit::Json => serde_json::to_string_pretty(&plan)? + "\n",
+    };
+    match output {
+        Some(out) => write_atomically(out, &rendered)?,
+        None => print!("{rendered}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn fmt(files: &[PathBuf], check_only: bool) -> anyhow::Result<ExitCode> {

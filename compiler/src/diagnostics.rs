@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 use serde::Serialize;
 
 use crate::syntax::Span;
@@ -35,6 +35,18 @@ pub enum Code {
     InvalidExponent,
     ChainedComparison,
     NotACondition,
+    HorizonNotWhole,
+    NonPositiveStep,
+    EmptyHorizon,
+    MemoryBudget,
+    InitialOutsideBounds,
+    NoInfluence,
+    InfeasibleHard,
+    MissingPlan,
+    ContextMissing,
+    ContextOutside,
+    ContextTooLarge,
+    ContextFormat,
 }
 
 impl Code {
@@ -62,6 +74,22 @@ impl Code {
         Code::NotACondition,
     ];
 
+    /// Codes reported when compiling a checked spec into a plan (`basin compile`).
+    pub const PLAN: [Code; 12] = [
+        Code::HorizonNotWhole,
+        Code::NonPositiveStep,
+        Code::EmptyHorizon,
+        Code::MemoryBudget,
+        Code::InitialOutsideBounds,
+        Code::NoInfluence,
+        Code::InfeasibleHard,
+        Code::MissingPlan,
+        Code::ContextMissing,
+        Code::ContextOutside,
+        Code::ContextTooLarge,
+        Code::ContextFormat,
+    ];
+
     /// The code as printed, e.g. `E0200`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,6 +114,18 @@ impl Code {
             Code::InvalidExponent => "E0206",
             Code::ChainedComparison => "E0207",
             Code::NotACondition => "E0208",
+            Code::HorizonNotWhole => "E0300",
+            Code::NonPositiveStep => "E0301",
+            Code::EmptyHorizon => "E0302",
+            Code::MemoryBudget => "E0303",
+            Code::InitialOutsideBounds => "E0304",
+            Code::NoInfluence => "E0305",
+            Code::InfeasibleHard => "E0306",
+            Code::MissingPlan => "E0307",
+            Code::ContextMissing => "E0400",
+            Code::ContextOutside => "E0401",
+            Code::ContextTooLarge => "E0402",
+            Code::ContextFormat => "E0403",
         }
     }
 
@@ -193,11 +233,12 @@ fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
     offset
 }
 
-/// miette's view of one diagnostic with its source.
+/// miette's view of one diagnostic with the excerpt of source it points into.
 struct Rendered<'a> {
     diagnostic: &'a Diagnostic,
-    source: NamedSource<String>,
-    len: usize,
+    source: Excerpt<'a>,
+    /// The labels' spans, moved into the excerpt.
+    spans: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for Rendered<'_> {
@@ -227,16 +268,14 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        let mut text = String::new();
+        // miette has one help block, so the help comes first, after the `help:` that
+        // miette prints, and each note follows on its own line.
+        let mut text = self.diagnostic.help.clone().unwrap_or_default();
         for note in &self.diagnostic.notes {
-            text.push_str("note: ");
+            text.push_str("\nnote: ");
             text.push_str(note);
-            text.push('\n');
         }
-        if let Some(help) = &self.diagnostic.help {
-            text.push_str(help);
-        }
-        let text = text.trim_end().to_string();
+        let text = text.trim().to_string();
         if text.is_empty() { None } else { Some(Box::new(text)) }
     }
 
@@ -245,30 +284,203 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let len = self.len;
-        Some(Box::new(self.diagnostic.labels.iter().map(move |l| {
-            // miette draws nothing for an empty span at the very end, so widen it backwards.
-            let (mut start, mut width) = (l.span.start as usize, l.span.len() as usize);
-            if start >= len && len > 0 {
-                start = len - 1;
-                width = 1;
-            }
+        Some(Box::new(self.diagnostic.labels.iter().zip(&self.spans).map(|(l, &(start, end))| {
+            let span = (start, end - start);
             if l.primary {
-                LabeledSpan::new_primary_with_span(Some(l.message.clone()), (start, width))
+                LabeledSpan::new_primary_with_span(Some(l.message.clone()), span)
             } else {
-                LabeledSpan::new_with_span(Some(l.message.clone()), (start, width))
+                LabeledSpan::new_with_span(Some(l.message.clone()), span)
             }
         })))
     }
 }
 
+/// Lines of source shown above and below a label.
+const CONTEXT_LINES: usize = 1;
+
+/// Lines longer than this many bytes are shortened around the labels before drawing.
+/// miette draws every line whole, and it panics on an underline that starts past column
+/// 65,535 (the limit of a format width), so a label deep in a generated one-line file
+/// would otherwise crash the renderer.
+const MAX_SHOWN_LINE: usize = 200;
+
+/// Bytes kept at the start of a shortened line, and on each side of a label's ends.
+const KEPT_AROUND: usize = 40;
+
+/// Marks the text left out of a shortened line.
+const ELISION: &str = " … ";
+
+/// The part of a file that one diagnostic shows: the lines its labels touch plus context,
+/// with long lines shortened. Blank lines stand in for the lines above the excerpt, so
+/// miette counts line numbers as in the file. The byte-order mark is left out.
+struct Excerpt<'a> {
+    name: String,
+    text: String,
+    original: &'a str,
+    /// Runs of bytes copied unchanged: (offset in `original`, offset in `text`, length).
+    runs: Vec<(usize, usize, usize)>,
+}
+
+impl<'a> Excerpt<'a> {
+    /// Cuts the excerpt of `original` for labels at the byte ranges `spans`.
+    fn new(name: &str, original: &'a str, spans: &[(usize, usize)]) -> Excerpt<'a> {
+        let body_start = if original.starts_with('\u{FEFF}') { 3 } else { 0 };
+        let first = spans.iter().map(|s| s.0).min().unwrap_or(body_start).max(body_start);
+        let last = spans.iter().map(|s| s.1).max().unwrap_or(body_start).max(first);
+        let mut window_start = line_start(original, first);
+        for _ in 0..CONTEXT_LINES {
+            if window_start <= body_start {
+                break;
+            }
+            window_start = line_start(original, window_start - 1);
+        }
+        let window_start = window_start.max(body_start);
+        let mut window_end = line_end(original, last);
+        for _ in 0..CONTEXT_LINES {
+            if window_end >= original.len() {
+                break;
+            }
+            window_end = line_end(original, window_end + 1);
+        }
+
+        let blank_lines = original.as_bytes()[..window_start].iter().filter(|&&b| b == b'\n').count();
+        let mut excerpt = Excerpt { name: name.to_string(), text: "\n".repeat(blank_lines), original, runs: Vec::new() };
+        let mut at = window_start;
+        while at < window_end {
+            let end = line_end(original, at);
+            let next = if end < original.len() { end + 1 } else { end };
+            if end - at <= MAX_SHOWN_LINE {
+                excerpt.copy(at, next);
+            } else {
+                excerpt.shorten_line(at, end, spans);
+                excerpt.copy(end, next);
+            }
+            at = next;
+        }
+        excerpt
+    }
+
+    /// Copies `original[from..to]` unchanged.
+    fn copy(&mut self, from: usize, to: usize) {
+        if from < to {
+            self.runs.push((from, self.text.len(), to - from));
+            self.text.push_str(&self.original[from..to]);
+        }
+    }
+
+    /// Copies the line `original[start..end]` with only its head and the text around label
+    /// ends, joined by [`ELISION`].
+    fn shorten_line(&mut self, start: usize, end: usize, spans: &[(usize, usize)]) {
+        let mut keep: Vec<(usize, usize)> = vec![(start, start + KEPT_AROUND)];
+        for &(s, e) in spans {
+            for point in [s, e] {
+                if (start..=end).contains(&point) {
+                    keep.push((point.saturating_sub(KEPT_AROUND).max(start), point + KEPT_AROUND));
+                }
+            }
+        }
+        keep.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (s, e) in keep {
+            let s = floor_char_boundary(self.original, s);
+            let e = ceil_char_boundary(self.original, e.min(end));
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        for (i, &(s, e)) in merged.iter().enumerate() {
+            if i > 0 || s > start {
+                self.text.push_str(ELISION);
+            }
+            self.copy(s, e);
+        }
+        if merged.last().is_some_and(|&(_, e)| e < end) {
+            self.text.push_str(ELISION);
+        }
+    }
+
+    /// The excerpt offset of an offset of the original; an offset that was left out maps
+    /// to the end of the run before it.
+    fn to_excerpt(&self, offset: usize) -> usize {
+        let i = self.runs.partition_point(|r| r.0 <= offset);
+        match i.checked_sub(1).map(|i| self.runs[i]) {
+            Some((orig, ex, len)) => ex + (offset - orig).min(len),
+            None => self.runs.first().map_or(self.text.len(), |r| r.1),
+        }
+    }
+
+    /// The original offset of an excerpt offset; the inverse of [`Excerpt::to_excerpt`].
+    fn to_original(&self, offset: usize) -> usize {
+        let i = self.runs.partition_point(|r| r.1 <= offset);
+        match i.checked_sub(1).map(|i| self.runs[i]) {
+            Some((orig, ex, len)) => orig + (offset - ex).min(len),
+            None => self.runs.first().map_or(0, |r| r.0),
+        }
+    }
+}
+
+/// miette reads lines from the excerpt, but columns come from the original file, so that
+/// the `file:line:column` header counts characters like [`line_column`] and JSON records
+/// do (miette itself counts bytes).
+impl SourceCode for Excerpt<'_> {
+    fn read_span<'a>(&'a self, span: &SourceSpan, before: usize, after: usize) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner = self.text.read_span(span, before, after)?;
+        let (_, column) = line_column(self.original, self.to_original(inner.span().offset()));
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            column - 1,
+            inner.line_count(),
+        )))
+    }
+}
+
+/// The offset where the line containing `offset` starts.
+fn line_start(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].rfind('\n').map_or(0, |n| n + 1)
+}
+
+/// The offset of the newline that ends the line containing `offset`, or the end of text.
+/// A `\r` before the newline stays part of the line.
+fn line_end(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text[offset..].find('\n').map_or(text.len(), |n| offset + n)
+}
+
+fn ceil_char_boundary(text: &str, mut offset: usize) -> usize {
+    while offset < text.len() && !text.is_char_boundary(offset) {
+        offset += 1;
+    }
+    offset.min(text.len())
+}
+
 /// Draws diagnostics as text, with source excerpts; `color` adds ANSI colors.
 pub fn render(file_name: &str, text: &str, diagnostics: &[Diagnostic], color: bool) -> String {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_context_lines(CONTEXT_LINES);
     let mut out = String::new();
     for d in diagnostics {
-        let rendered = Rendered { diagnostic: d, source: NamedSource::new(file_name, text.to_string()), len: text.len() };
+        // miette draws nothing for an empty span at the very end, so widen it backwards
+        // over the last character.
+        let spans: Vec<(usize, usize)> = d
+            .labels
+            .iter()
+            .map(|l| {
+                let start = (l.span.start as usize).min(text.len());
+                let end = (l.span.end as usize).clamp(start, text.len());
+                if start == text.len() && !text.is_empty() {
+                    (floor_char_boundary(text, text.len() - 1), text.len())
+                } else {
+                    (start, end)
+                }
+            })
+            .collect();
+        let source = Excerpt::new(file_name, text, &spans);
+        let spans = spans.iter().map(|&(s, e)| (source.to_excerpt(s), source.to_excerpt(e))).collect();
+        let rendered = Rendered { diagnostic: d, source, spans };
         if handler.render_report(&mut out, &rendered).is_err() {
             out.push_str(&format!("{}[{}]: {}\n", severity_word(d.severity), d.code, d.message));
         }
@@ -340,7 +552,7 @@ mod tests {
     #[test]
     fn codes_are_unique() {
         let mut seen = std::collections::BTreeSet::new();
-        for c in Code::ALL {
+        for c in Code::ALL.into_iter().chain(Code::PLAN) {
             assert!(seen.insert(c.as_str()), "duplicate code {c}");
         }
     }

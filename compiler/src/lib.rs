@@ -5,6 +5,7 @@ pub mod db;
 pub mod diagnostics;
 pub mod fmt;
 pub mod names;
+pub mod plan;
 pub mod stdlib;
 pub mod syntax;
 pub mod units;

@@ -9,6 +9,7 @@ pub struct Module {
 }
 
 pub const MODULES: &[Module] = &[
+    Module { path: "std.furniture", source: include_str!("../../stdlib/std/furniture.basin") },
     Module { path: "std.geometry", source: include_str!("../../stdlib/std/geometry.basin") },
     Module { path: "std.materials", source: include_str!("../../stdlib/std/materials.basin") },
     Module { path: "std.mechanics", source: include_str!("../../stdlib/std/mechanics.basin") },

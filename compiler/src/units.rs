@@ -93,6 +93,16 @@ impl Dim {
         out
     }
 
+    /// The SI unit engineers write for this dimension: a coherent derived unit such as `N`,
+    /// `Pa`, `J`, `W` or `Hz` where one exists, else the base units (`m/s^2`).
+    pub fn unit_name(self) -> String {
+        let derived = [(Dim::FORCE, "N"), (Dim::PRESSURE, "Pa"), (Dim::ENERGY, "J"), (Dim::POWER, "W"), (Dim([0, 0, -1, 0, 0, 0, 0, 0]), "Hz")];
+        match derived.iter().find(|(d, _)| *d == self) {
+            Some((_, name)) => name.to_string(),
+            None => self.si_unit(),
+        }
+    }
+
     /// A name engineers use for this dimension, if it has one.
     pub fn common_name(self) -> Option<&'static str> {
         let names: &[(Dim, &str)] = &[
@@ -126,7 +136,7 @@ impl Dim {
     pub fn describe(self) -> String {
         match self.common_name() {
             Some("dimensionless") => "dimensionless".to_string(),
-            Some(name) => format!("{name} ({})", self.si_unit()),
+            Some(name) => format!("{name} ({})", self.unit_name()),
             None => self.si_unit(),
         }
     }
@@ -279,14 +289,69 @@ pub fn common_units() -> Vec<(&'static str, Dim)> {
         .collect()
 }
 
-/// The closest known unit names to a misspelled one.
-pub fn suggest(name: &str) -> Option<&'static str> {
-    crate::names::closest(name, unit_names())
+/// Spellings engineers write that are not unit names here, with the unit they mean.
+const ALIASES: &[(&str, &str)] = &[
+    ("meter", "m"),
+    ("meters", "m"),
+    ("metre", "m"),
+    ("metres", "m"),
+    ("sec", "s"),
+    ("secs", "s"),
+    ("second", "s"),
+    ("seconds", "s"),
+    ("hr", "h"),
+    ("hour", "h"),
+    ("hours", "h"),
+    ("minute", "min"),
+    ("minutes", "min"),
+    ("kilogram", "kg"),
+    ("kilograms", "kg"),
+    ("gram", "g"),
+    ("grams", "g"),
+    ("newton", "N"),
+    ("newtons", "N"),
+    ("Nm", "N*m"),
+    ("kmh", "km/h"),
+    ("kph", "km/h"),
+    ("mps", "m/s"),
+    ("degree", "deg"),
+    ("degrees", "deg"),
+    ("inch", "in"),
+    ("inches", "in"),
+    ("foot", "ft"),
+    ("feet", "ft"),
+    ("pound", "lb"),
+    ("pounds", "lb"),
+];
+
+/// The unit a misspelled or spelled-out unit name most likely means, with or without an SI
+/// prefix (`cmm` gives `cm`).
+pub fn suggest(name: &str) -> Option<String> {
+    if let Some((_, unit)) = ALIASES.iter().find(|(alias, _)| *alias == name) {
+        return Some(unit.to_string());
+    }
+    let prefixed = UNITS
+        .iter()
+        .filter(|u| u.prefixable)
+        .flat_map(|u| PREFIXES.iter().map(move |(prefix, _)| format!("{prefix}{}", u.name)));
+    let candidates: Vec<String> = unit_names().map(str::to_string).chain(prefixed).collect();
+    crate::names::closest(name, candidates.iter().map(String::as_str)).map(str::to_string)
 }
 
-/// A sentence proposing how to turn `found` into `expected`, or `None` when no simple fix
-/// is known.
+/// A sentence proposing a unit of dimension `expected` where `found` was written, or `None`
+/// when no simple fix is known.
 pub fn propose_fix(found: Dim, expected: Dim) -> Option<String> {
+    propose(found, expected, false)
+}
+
+/// Like [`propose_fix`], and also names the dimension that would convert `found` into
+/// `expected`, for arithmetic and comparisons between two expressions (`2 s` against a
+/// length: "or multiply by a velocity").
+pub fn propose_fix_or_conversion(found: Dim, expected: Dim) -> Option<String> {
+    propose(found, expected, true)
+}
+
+fn propose(found: Dim, expected: Dim, with_conversion: bool) -> Option<String> {
     if found == Dim::FORCE && expected == Dim::MASS {
         return Some(
             "try a mass unit such as `kg` or `lb` (not `lbf`, which is a force), or divide the force by standard gravity `1 g0`"
@@ -299,6 +364,9 @@ pub fn propose_fix(found: Dim, expected: Dim) -> Option<String> {
                 .to_string(),
         );
     }
+    if expected.is_none() {
+        return Some("try a plain number without a unit".to_string());
+    }
     if found.is_none() {
         let unit = example_unit(expected);
         return Some(format!("try writing a unit after the number, e.g. `{unit}`"));
@@ -307,14 +375,39 @@ pub fn propose_fix(found: Dim, expected: Dim) -> Option<String> {
     if ratio == Dim::ANGLE || ratio == Dim::ANGLE.powi(-1) {
         return Some("try multiplying or dividing by `1 rad`: angles carry their own dimension in Basin".to_string());
     }
-    match expected.common_name() {
-        Some(name) if name != "dimensionless" => Some(format!(
-            "try a {name} such as `1 {}`; the two sides differ by {}",
-            example_unit(expected),
-            ratio.describe()
-        )),
-        _ => Some(format!("try multiplying by a quantity in `{}` ({})", example_unit(ratio), ratio.describe())),
+    let wanted = match expected.common_name() {
+        Some(name) => format!("try {} such as `1 {}`", with_article(name), example_unit(expected)),
+        None => format!("try a quantity in `{}`", example_unit(expected)),
+    };
+    Some(match conversion(ratio).filter(|_| with_conversion) {
+        Some(step) => format!("{wanted}, or {step}"),
+        None => wanted,
+    })
+}
+
+/// How to turn a quantity into one `ratio` times larger: multiply by a named dimension or
+/// divide by one, preferring the dimension without negative exponents (`divide by a time`
+/// reads better than `multiply by a frequency`).
+// NOTE: the units here are not in backticks on purpose: the editor's quick fixes offer
+// every backticked unit of a dimension error's help as a replacement unit.
+fn conversion(ratio: Dim) -> Option<String> {
+    let named = |d: Dim| d.common_name().filter(|n| *n != "dimensionless");
+    let multiply = named(ratio).map(|n| (format!("multiply by {} ({})", with_article(n), example_unit(ratio)), ratio));
+    let inverse = ratio.powi(-1);
+    let divide = named(inverse).map(|n| (format!("divide by {} ({})", with_article(n), example_unit(inverse)), inverse));
+    let positive = |d: &Dim| d.0.iter().all(|e| *e >= 0);
+    match (multiply, divide) {
+        (Some(m), Some(d)) => Some(if !positive(&m.1) && positive(&d.1) { d.0 } else { m.0 }),
+        (Some(m), None) => Some(m.0),
+        (None, Some(d)) => Some(d.0),
+        (None, None) => None,
     }
+}
+
+/// `a length`, `an angle`.
+fn with_article(noun: &str) -> String {
+    let article = if noun.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} {noun}")
 }
 
 /// A unit that engineers would write for a dimension.
@@ -377,9 +470,35 @@ mod tests {
 
     #[test]
     fn dimension_names() {
-        assert_eq!(Dim::FORCE.describe(), "force (m*kg/s^2)");
+        assert_eq!(Dim::FORCE.describe(), "force (N)");
         assert_eq!(Dim::NONE.describe(), "dimensionless");
         assert_eq!(Dim::LENGTH.powi(5).describe(), "m^5");
+    }
+
+    #[test]
+    fn propose_fix_cases() {
+        let cases: &[(Dim, Dim, &str)] = &[
+            (Dim::TIME, Dim::LENGTH, "try a length such as `1 m`, or multiply by a velocity (m/s)"),
+            (Dim::LENGTH, Dim::VELOCITY, "try a velocity such as `1 m/s`, or divide by a time (s)"),
+            (Dim::MASS, Dim::LENGTH, "try a length such as `1 m`"),
+            (Dim::LENGTH, Dim::ANGLE, "try an angle such as `1 deg`"),
+            (Dim::TIME, Dim::NONE, "try a plain number without a unit"),
+            (Dim::NONE, Dim::TIME, "try writing a unit after the number, e.g. `s`"),
+            (Dim::NONE, Dim::ANGLE, "try writing a unit after the number, e.g. `deg`"),
+            (Dim::LENGTH.powi(5), Dim::LENGTH.powi(7), "try a quantity in `m^7`, or multiply by an area (m^2)"),
+        ];
+        for (found, expected, fix) in cases {
+            assert_eq!(propose_fix_or_conversion(*found, *expected).as_deref(), Some(*fix), "{found} for {expected}");
+        }
+        assert_eq!(propose_fix(Dim::TIME, Dim::LENGTH).as_deref(), Some("try a length such as `1 m`"));
+    }
+
+    #[test]
+    fn suggest_cases() {
+        let cases = [("meter", "m"), ("sec", "s"), ("Nm", "N*m"), ("kmh", "km/h"), ("kgg", "kg"), ("cmm", "cm"), ("Mpa", "MPa")];
+        for (written, unit) in cases {
+            assert_eq!(suggest(written).as_deref(), Some(unit), "{written}");
+        }
     }
 
     #[test]
