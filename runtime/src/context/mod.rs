@@ -1,0 +1,18 @@
+//! Loaders for the files that a spec's `context` items point at, and the grid types they
+//! produce.
+//!
+//! Every loader takes a path, reads the whole file (at most [`MAX_FILE_BYTES`]) and returns
+//! either a typed value or a [`ContextError`] that names the file and what is wrong with it.
+//! No loader panics on the content of a file.
+
+mod distance;
+mod error;
+mod grid;
+mod image;
+mod movingai;
+
+pub use distance::DistanceField;
+pub use error::{ContextError, MAX_FILE_BYTES};
+pub use grid::Grid;
+pub use image::{ColourMatch, FloorImage, MAX_IMAGE_SIDE, ObstacleRule, Rgb, Site, load_image};
+pub use movingai::{Scenario, load_map, load_scen, parse_map, parse_scen};
