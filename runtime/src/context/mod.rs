@@ -10,9 +10,22 @@ mod error;
 mod grid;
 mod image;
 mod movingai;
+mod pose;
+mod scene;
+mod text;
+mod urdf;
 
 pub use distance::DistanceField;
 pub use error::{ContextError, MAX_FILE_BYTES};
 pub use grid::Grid;
 pub use image::{ColourMatch, FloorImage, MAX_IMAGE_SIDE, ObstacleRule, Rgb, Site, load_image};
 pub use movingai::{Scenario, load_map, load_scen, parse_map, parse_scen};
+pub use pose::Pose;
+pub use scene::{
+    SCENE_VERSION, Scene, SceneObstacle, SceneShape, SceneSite, load_scene, parse_scene,
+};
+pub use text::{TextNote, load_text};
+pub use urdf::{
+    Geometry, Inertial, Joint, JointLimit, JointType, Link, MobileBase, MobileBaseOptions, Shape,
+    UrdfRobot, UrdfWarning, load_urdf,
+};
