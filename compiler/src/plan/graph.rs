@@ -257,6 +257,16 @@ impl Graph {
         map
     }
 
+    /// Rewrites parameter indices through `map` (old index to new index).
+    pub fn renumber_params(&mut self, map: &[u32]) {
+        for node in &mut self.nodes {
+            if let Node::Param { index } = node {
+                *index = map[*index as usize];
+            }
+        }
+        self.index = self.nodes.iter().enumerate().map(|(i, n)| (n.clone(), i as NodeId)).collect();
+    }
+
     fn fold(&self, node: Node) -> Node {
         let c = |id: &NodeId| self.const_value(*id);
         let folded = match &node {

@@ -105,6 +105,7 @@ struct DesignInfo {
 }
 
 /// What `reach` clauses of a goal need from each other.
+#[derive(Clone)]
 struct ReachInfo {
     subject: Vec<NodeId>,
     target: Vec<NodeId>,
@@ -253,6 +254,40 @@ impl<'a> Lowering<'a> {
             t.energy = map[t.energy as usize].expect("roots are kept");
             t.robustness = t.robustness.map(|r| map[r as usize].expect("roots are kept"));
         }
+        // Keep the parameters the graph reads, a refinement edits or an agent or design owns,
+        // in first-use order.
+        let edited: std::collections::HashSet<String> = self
+            .refinements
+            .iter()
+            .flat_map(|r| r.steps.iter())
+            .filter_map(|s| match &s.edit {
+                Edit::Param { param, .. } => Some(param.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut used = vec![false; self.params.len()];
+        for node in &self.graph.nodes {
+            if let Node::Param { index } = node {
+                used[*index as usize] = true;
+            }
+        }
+        // The runtime builds scenarios from agent and design parameters, read or not.
+        let owners: Vec<String> = self.agents.iter().map(|a| format!("{}.", a.name)).chain(self.designs.iter().map(|d| format!("{}.", d.name))).collect();
+        for (i, p) in self.params.iter().enumerate() {
+            if edited.contains(&p.name) || owners.iter().any(|o| p.name.starts_with(o.as_str())) {
+                used[i] = true;
+            }
+        }
+        let mut renumber = vec![0u32; self.params.len()];
+        let mut kept = Vec::new();
+        for (i, p) in self.params.iter().enumerate() {
+            if used[i] {
+                renumber[i] = kept.len() as u32;
+                kept.push(p.clone());
+            }
+        }
+        self.params = kept;
+        self.graph.renumber_params(&renumber);
         let text = self.file.text(self.db);
         Plan {
             version: PLAN_VERSION,
@@ -1273,7 +1308,9 @@ impl<'a> Lowering<'a> {
 
     fn lower_block(&mut self, b: &ClauseBlock, is_goal: bool) {
         // Reach clauses first: their phases and targets feed `duration` and `finish_by`.
-        let mut reaches: Vec<ReachInfo> = Vec::new();
+        // A reach that cannot be lowered is reported and keeps its slot as `None`, so the
+        // others stay paired with their clauses.
+        let mut reaches: Vec<Option<ReachInfo>> = Vec::new();
         let mut phase = 0u32;
         for clause in &b.clauses {
             if let ClauseKind::Reach { then, what, target, tolerance } = &clause.kind {
@@ -1282,58 +1319,91 @@ impl<'a> Lowering<'a> {
                 }
                 let subject = self.expr(what);
                 let goal = self.expr(target);
-                let tolerance = match tolerance {
-                    Some(t) => match self.expr(t) {
-                        Val::Num(n) => n,
-                        _ => self.graph.constant(0.0),
-                    },
-                    None => self.graph.constant(0.0),
+                let tolerance = match tolerance.as_ref().map(|t| self.expr(t)) {
+                    Some(Val::Num(n)) => n,
+                    _ => self.graph.constant(0.0),
                 };
                 let agent = root_agent(what).and_then(|n| self.agents.iter().position(|a| a.name == n)).map(|i| i as u32);
-                if let (Some(subject), Some(target)) = (self.flatten(&subject), self.flatten(&goal)) {
-                    reaches.push(ReachInfo { subject, target, tolerance, phase, agent });
+                match (self.flatten(&subject), self.flatten(&goal)) {
+                    (Some(subject), Some(target)) => reaches.push(Some(ReachInfo { subject, target, tolerance, phase, agent })),
+                    _ => {
+                        let source = self.text_of(clause.span);
+                        self.unlowerable(clause.span, &source);
+                        reaches.push(None);
+                    }
                 }
             }
         }
-        let phase_param = if reaches.is_empty() { None } else { Some(self.param(&format!("{}.phase", b.name.name), 0.0, Dim::NONE)) };
-        let mut reach_i = 0;
+        let known: Vec<ReachInfo> = reaches.iter().flatten().cloned().collect();
+        let phases = known.iter().map(|r| r.phase + 1).max().unwrap_or(0);
+        let phase_param = if known.is_empty() { None } else { Some(self.param(&format!("{}.phase", b.name.name), 0.0, Dim::NONE)) };
+
+        // Conditions of a goal define when it is met, for `duration` without reach targets;
+        // they are lowered before any clause reads them, whatever the source order.
         let mut goal_conditions: Vec<NodeId> = Vec::new();
+        if is_goal {
+            for clause in &b.clauses {
+                if let ClauseKind::Formula(f) = &clause.kind {
+                    let body = match f {
+                        Formula::Eventually { body, window: None, .. } => body.as_ref(),
+                        other => other,
+                    };
+                    if let Some(rho) = self.formula(body, u32::MAX) {
+                        goal_conditions.push(rho);
+                    }
+                }
+            }
+        }
+
+        let mut reach_i = 0;
         for (index, clause) in b.clauses.iter().enumerate() {
             let id = self.terms.len() as u32;
             let line = crate::diagnostics::line_column(&self.text, (clause.span.start + self.offset) as usize).0 as u32;
             let source = self.text_of(clause.span);
+            let weight_value = match &clause.strength {
+                Some(Strength::Soft { weight: Some(w), .. }) => match self.const_expr(w) {
+                    Some(v) => Some(v),
+                    None => {
+                        let d = self
+                            .error(Code::TypeMismatch, "a weight must be a constant number".into(), w.span, "not constant")
+                            .with_help("try a literal such as `soft weight 10`, or a `let` holding one");
+                        self.diagnostics.push(d);
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             let (hard, weight) = match &clause.strength {
                 Some(Strength::Hard(_)) => (true, HARD_WEIGHT),
-                Some(Strength::Soft { weight: Some(w), .. }) => (false, self.const_expr(w).unwrap_or(1.0)),
-                Some(Strength::Soft { weight: None, .. }) => (false, 1.0),
-                // Constraints are requirements unless marked soft; goal clauses are aims.
-                None => (!is_goal && !matches!(clause.kind, ClauseKind::Minimize(_) | ClauseKind::Maximize(_)), if is_goal { 1.0 } else { HARD_WEIGHT }),
+                Some(Strength::Soft { .. }) => (false, weight_value.unwrap_or(1.0)),
+                // Constraints and deadlines are requirements unless marked soft; other goal
+                // clauses are aims.
+                None if !is_goal || matches!(clause.kind, ClauseKind::FinishBy(_)) => (true, HARD_WEIGHT),
+                None => (false, 1.0),
             };
             let (kind, energy, robustness, phase) = match &clause.kind {
                 ClauseKind::Reach { .. } => {
-                    let Some(r) = reaches.get(reach_i) else { continue };
+                    let slot = reaches.get(reach_i).cloned().flatten();
                     reach_i += 1;
-                    let (energy, robustness) = self.reach_energy(r, phase_param, weight);
+                    let Some(r) = slot else { continue };
+                    let (energy, robustness) = self.reach_energy(&r, phase_param, phases, weight);
                     (TermKind::Reach, energy, Some(robustness), Some(r.phase))
                 }
                 ClauseKind::FinishBy(deadline) => {
-                    let deadline = match self.expr(deadline) {
-                        Val::Num(n) => n,
-                        _ => continue,
+                    let Val::Num(deadline) = self.expr(deadline) else {
+                        self.unlowerable(clause.span, &source);
+                        continue;
                     };
-                    let estimate = self.duration_estimate(&reaches, phase_param, &goal_conditions);
+                    let estimate = self.duration_estimate(&known, phase_param, &goal_conditions);
                     let time0 = self.graph.add(Node::Time);
                     let finish = self.graph.add(Node::Add { a: time0, b: estimate });
                     let slack = self.graph.add(Node::Sub { a: deadline, b: finish });
-                    let w = if clause.strength.is_none() { HARD_WEIGHT } else { weight };
-                    let hard = hard || clause.strength.is_none();
-                    let energy = self.penalty(slack, w);
-                    self.push_term(id, b, index, line, source, TermKind::Deadline, hard, w, energy, Some(slack), None);
-                    continue;
+                    let energy = self.penalty(slack, weight);
+                    (TermKind::Deadline, energy, Some(slack), None)
                 }
                 ClauseKind::Minimize(e) | ClauseKind::Maximize(e) => {
                     let value = if is_duration(e) {
-                        Val::Num(self.duration_estimate(&reaches, phase_param, &goal_conditions))
+                        Val::Num(self.duration_estimate(&known, phase_param, &goal_conditions))
                     } else {
                         self.expr(e)
                     };
@@ -1344,11 +1414,11 @@ impl<'a> Lowering<'a> {
                     // `duration` is already an integral over the horizon; other signals are
                     // averaged over it.
                     let v = if !is_duration(e) && self.depends_on_time(v) { self.time_average(v) } else { v };
-                    let v = if matches!(clause.kind, ClauseKind::Maximize(_)) { self.graph.add(Node::Neg { a: v }) } else { v };
+                    let maximize = matches!(clause.kind, ClauseKind::Maximize(_));
+                    let v = if maximize { self.graph.add(Node::Neg { a: v }) } else { v };
                     let w = self.graph.constant(weight);
                     let energy = self.graph.add(Node::Mul { a: w, b: v });
-                    let kind = if matches!(clause.kind, ClauseKind::Maximize(_)) { TermKind::Maximize } else { TermKind::Minimize };
-                    (kind, energy, None, None)
+                    (if maximize { TermKind::Maximize } else { TermKind::Minimize }, energy, None, None)
                 }
                 ClauseKind::Formula(f) => {
                     // A bare condition must hold throughout in a constraint, and at some time
@@ -1362,12 +1432,6 @@ impl<'a> Lowering<'a> {
                         self.unlowerable(clause.span, &source);
                         continue;
                     };
-                    if is_goal {
-                        goal_conditions.push(match &f {
-                            Formula::Eventually { body, window: None, .. } => self.formula(body, id).unwrap_or(rho),
-                            _ => rho,
-                        });
-                    }
                     let energy = self.penalty(rho, weight);
                     (TermKind::Condition, energy, Some(rho), None)
                 }
@@ -1422,13 +1486,13 @@ impl<'a> Lowering<'a> {
 
     /// `w · [phase = p] · (mean gap over the horizon + final gap)`, with the gap smoothed by
     /// softplus; the robustness is the best approach within the horizon.
-    fn reach_energy(&mut self, r: &ReachInfo, phase: Option<NodeId>, weight: f64) -> (NodeId, NodeId) {
+    fn reach_energy(&mut self, r: &ReachInfo, phase: Option<NodeId>, phases: u32, weight: f64) -> (NodeId, NodeId) {
         let gap = self.reach_gap(r);
         let relu = self.graph.add(Node::SoftPlus { a: gap, temperature: Num::new(PENALTY_TEMPERATURE) });
         let mean = self.time_average(relu);
         let last = self.graph.add(Node::Final { body: relu });
         let sum = self.graph.add(Node::Add { a: mean, b: last });
-        let active = self.phase_indicator(phase, r.phase);
+        let active = self.phase_indicator(phase, r.phase, phases);
         let w = self.graph.constant(weight);
         let weighted = self.graph.add(Node::Mul { a: w, b: sum });
         let energy = self.graph.add(Node::Mul { a: active, b: weighted });
@@ -1437,10 +1501,14 @@ impl<'a> Lowering<'a> {
         (energy, robustness)
     }
 
-    fn phase_indicator(&mut self, phase: Option<NodeId>, p: u32) -> NodeId {
+    /// 1 while the goal's phase is `p`, else 0. The phase counts reached targets; past the
+    /// last phase it clamps to the last, which keeps the final target active.
+    fn phase_indicator(&mut self, phase: Option<NodeId>, p: u32, phases: u32) -> NodeId {
         let Some(index) = phase else { return self.graph.constant(1.0) };
-        let phases = p as usize + 1;
-        let options: Vec<NodeId> = (0..phases.max(2)).map(|i| self.graph.constant(if i == p as usize { 1.0 } else { 0.0 })).collect();
+        if phases <= 1 {
+            return self.graph.constant(1.0);
+        }
+        let options: Vec<NodeId> = (0..phases).map(|i| self.graph.constant(if i == p { 1.0 } else { 0.0 })).collect();
         self.graph.add(Node::Select { index, options })
     }
 
@@ -1479,11 +1547,16 @@ impl<'a> Lowering<'a> {
                     _ => None,
                 })
             });
-            let to_go = match speed {
-                Some(s) => self.graph.add(Node::Div { a: remaining, b: s }),
-                None => remaining,
+            // Without a top speed the remaining path has no time equivalent, so only the
+            // time within the horizon counts.
+            let total = match speed {
+                Some(s) => {
+                    let to_go = self.graph.add(Node::Div { a: remaining, b: s });
+                    self.graph.add(Node::Add { a: inside, b: to_go })
+                }
+                None => inside,
             };
-            per_phase.push(self.graph.add(Node::Add { a: inside, b: to_go }));
+            per_phase.push(total);
         }
         match (phase, per_phase.len()) {
             (_, 0) => self.graph.constant(0.0),
