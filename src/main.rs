@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         allow_outside: bool,
     },
+    /// Run the language server over stdin and stdout, for editors.
+    Lsp,
     /// Format spec files in place, keeping comments.
     Fmt {
         /// Spec files to format.
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { files, format } => check(&files, format),
         Command::Fmt { files, check } => fmt(&files, check),
+        Command::Lsp => basin_lsp::run_stdio().map(|()| ExitCode::SUCCESS).context("the language server failed"),
         Command::Compile { file, emit, output, allow_outside } => compile(&file, emit, output.as_ref(), allow_outside),
     };
     match result {

@@ -4,6 +4,7 @@
 pub mod db;
 pub mod diagnostics;
 pub mod fmt;
+pub mod ide;
 pub mod names;
 pub mod plan;
 pub mod stdlib;
