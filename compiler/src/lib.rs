@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod diagnostics;
+pub mod energy;
 pub mod fmt;
 pub mod ide;
 pub mod names;
