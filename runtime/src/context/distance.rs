@@ -1,12 +1,19 @@
 //! Signed distance fields of occupancy grids.
 //!
 //! The field is computed by an exact Euclidean distance transform in time linear in the number
-//! of cells. It is the 1-D transform of Felzenszwalb and Huttenlocher ("Distance Transforms of
-//! Sampled Functions", Theory of Computing 8, 2012), applied to every row and then to every
-//! column of the result. The 1-D transform takes the lower envelope of the parabolas
-//! `(q − p)² + f(p)`.
-//! All arithmetic is on integers (squared distances counted in cells), so the result equals a
-//! brute-force search exactly.
+//! of cells: the separable transform of Felzenszwalb and Huttenlocher ("Distance Transforms of
+//! Sampled Functions", Theory of Computing 8, 2012). A 1-D transform runs along one axis, and
+//! its result feeds a second 1-D transform along the other axis.
+//!
+//! - The first pass runs down the columns. Its input is 0 on obstacle cells and ∞ elsewhere,
+//!   and for such input the 1-D transform is the squared distance to the nearest obstacle in the
+//!   column. Two sweeps, top-down and bottom-up, compute it one whole row at a time.
+//! - The second pass runs along the rows with the general 1-D transform, the lower envelope of
+//!   the parabolas `(q − p)² + f(p)`.
+//!
+//! Both passes read memory in row order, which makes them several times faster than a column
+//! pass that strides through the grid. All arithmetic is on integers (squared distances counted
+//! in cells), so the result equals a brute-force search exactly.
 //!
 //! What a value means:
 //!
@@ -60,19 +67,27 @@ impl DistanceField {
             let start = (row + 1) * padded_width + 1;
             blocked[start..start + grid.width()].copy_from_slice(source);
         }
-        let free: Vec<bool> = blocked.iter().map(|&cell| !cell).collect();
+        let column_to_obstacle = column_distances(padded_width, padded_height, &blocked, true);
+        let column_to_free = column_distances(padded_width, padded_height, &blocked, false);
 
-        let to_obstacle = squared_distance_transform(padded_width, padded_height, &blocked);
-        let to_free = squared_distance_transform(padded_width, padded_height, &free);
-
+        // The row pass runs one row at a time and turns each row into signed values at once, so
+        // no full-size array of squared distances is ever allocated.
         let cell_size = grid.cell_size();
-        let values = blocked
-            .iter()
-            .zip(to_obstacle.iter().zip(&to_free))
-            .map(|(&is_blocked, (&outside, &inside))| {
-                signed_value(is_blocked, outside, inside, cell_size)
-            })
-            .collect();
+        let mut values = Vec::with_capacity(blocked.len());
+        let mut to_obstacle_rows = RowTransform::new(padded_width);
+        let mut to_free_rows = RowTransform::new(padded_width);
+        for row in 0..padded_height {
+            let range = row * padded_width..(row + 1) * padded_width;
+            let to_obstacle = to_obstacle_rows.run(&column_to_obstacle[range.clone()]);
+            let to_free = to_free_rows.run(&column_to_free[range.clone()]);
+            let row_values = blocked[range]
+                .iter()
+                .zip(to_obstacle.iter().zip(to_free))
+                .map(|(&is_blocked, (&outside, &inside))| {
+                    signed_value(is_blocked, outside, inside, cell_size)
+                });
+            values.extend(row_values);
+        }
 
         DistanceField {
             width: grid.width(),
@@ -80,7 +95,7 @@ impl DistanceField {
             cell_size,
             origin: grid.origin(),
             values,
-            all_blocked: !free.contains(&true),
+            all_blocked: !blocked.contains(&false),
         }
     }
 
@@ -172,91 +187,133 @@ fn signed_value(is_blocked: bool, to_obstacle: i64, to_free: i64, cell_size: f64
     if is_blocked { -magnitude } else { magnitude }
 }
 
-/// Squared Euclidean distance, in cells, from each cell of a row-major `width × height` array to
-/// the nearest cell where `features` is true; [`NO_FEATURE`] when there is none.
-fn squared_distance_transform(width: usize, height: usize, features: &[bool]) -> Vec<i64> {
-    let mut distances: Vec<i64> = features
+/// Computes, for each cell of a row-major `width × height` array, the distance in cells to the
+/// nearest cell of its column whose `blocked` value equals `target`. The distance is
+/// `u32::MAX` when the column has no such cell.
+///
+/// This is the first, column pass of the transform: two sweeps, top-down then bottom-up, each
+/// updating one whole row from its neighbour.
+fn column_distances(width: usize, height: usize, blocked: &[bool], target: bool) -> Vec<u32> {
+    let mut distances: Vec<u32> = blocked
         .iter()
-        .map(|&feature| if feature { 0 } else { NO_FEATURE })
+        .map(|&cell| if cell == target { 0 } else { u32::MAX })
         .collect();
-    let mut envelope = Vec::with_capacity(width.max(height));
-    let mut line = vec![0; height];
-    let mut transformed = vec![0; width.max(height)];
-
-    for row in distances.chunks_exact_mut(width.max(1)).take(height) {
-        transform_line(row, &mut transformed[..width], &mut envelope);
-        row.copy_from_slice(&transformed[..width]);
-    }
-
-    for col in 0..width {
-        for (row, value) in line.iter_mut().enumerate() {
-            *value = distances[row * width + col];
+    for row in 1..height {
+        let (above, rest) = distances.split_at_mut(row * width);
+        let above = &above[(row - 1) * width..];
+        for (cell, &up) in rest[..width].iter_mut().zip(above) {
+            *cell = (*cell).min(up.saturating_add(1));
         }
-        transform_line(&line, &mut transformed[..height], &mut envelope);
-        for (row, &value) in transformed[..height].iter().enumerate() {
-            distances[row * width + col] = value;
+    }
+    for row in (0..height.saturating_sub(1)).rev() {
+        let (upper, below) = distances.split_at_mut((row + 1) * width);
+        let cells = &mut upper[row * width..];
+        for (cell, &down) in cells.iter_mut().zip(&below[..width]) {
+            *cell = (*cell).min(down.saturating_add(1));
         }
     }
     distances
 }
 
-/// The 1-D transform `out[q] = min over p of (q − p)² + f[p]`, skipping entries equal to
-/// [`NO_FEATURE`]. `envelope` is scratch space for the indices of the parabolas in the lower
-/// envelope.
-fn transform_line(f: &[i64], out: &mut [i64], envelope: &mut Vec<usize>) {
-    envelope.clear();
+/// The second, row pass of the transform, with buffers reused from row to row.
+struct RowTransform {
+    squared: Vec<i64>,
+    output: Vec<i64>,
+    envelope: Envelope,
+}
+
+impl RowTransform {
+    fn new(width: usize) -> Self {
+        RowTransform {
+            squared: vec![0; width],
+            output: vec![0; width],
+            envelope: Envelope::default(),
+        }
+    }
+
+    /// Computes the squared Euclidean distance, in cells, from each cell of a row to the nearest
+    /// target cell anywhere in the grid, from the row's column distances; [`NO_FEATURE`] when
+    /// the grid has no target cell.
+    fn run(&mut self, column_distances: &[u32]) -> &[i64] {
+        for (value, &distance) in self.squared.iter_mut().zip(column_distances) {
+            *value = if distance == u32::MAX {
+                NO_FEATURE
+            } else {
+                i64::from(distance) * i64::from(distance)
+            };
+        }
+        transform_line(&self.squared, &mut self.output, &mut self.envelope);
+        &self.output
+    }
+}
+
+/// Scratch space of [`transform_line`], kept between lines to avoid allocations.
+#[derive(Default)]
+struct Envelope {
+    /// Positions `p` of the parabolas in the lower envelope, left to right.
+    roots: Vec<usize>,
+    /// `starts[k]` is where parabola `k` becomes the lowest, as a fraction
+    /// `(numerator, denominator)` with a positive denominator; `starts[0]` is unused.
+    starts: Vec<(i64, i64)>,
+}
+
+/// Computes the 1-D transform `out[q] = min over p of (q − p)² + f[p]`, skipping entries equal
+/// to [`NO_FEATURE`].
+fn transform_line(f: &[i64], out: &mut [i64], envelope: &mut Envelope) {
+    let Envelope { roots, starts } = envelope;
+    roots.clear();
+    starts.clear();
+
     for q in 0..f.len() {
         if f[q] == NO_FEATURE {
             continue;
         }
-        // The parabola at the top of the stack is hidden once the new one crosses the parabola
-        // below it no later than where that one crossed it.
-        while let [.., below, top] = envelope[..] {
-            if intersection_not_after(f, (top, q), (below, top)) {
-                envelope.pop();
-            } else {
+        // The new parabola hides the top one when it crosses it no later than where the top
+        // one started to be lowest.
+        let mut start = (0, 1);
+        while let Some(&top) = roots.last() {
+            start = intersection(f, top, q);
+            let hides_top = roots.len() >= 2 && not_after(start, starts[starts.len() - 1]);
+            if !hides_top {
                 break;
             }
+            roots.pop();
+            starts.pop();
         }
-        envelope.push(q);
+        roots.push(q);
+        starts.push(start);
     }
 
-    if envelope.is_empty() {
+    if roots.is_empty() {
         out.fill(NO_FEATURE);
         return;
     }
 
     let mut k = 0;
     for (q, value) in out.iter_mut().enumerate() {
-        while k + 1 < envelope.len() && intersection_before(f, envelope[k], envelope[k + 1], q) {
+        // Numerators are at most width² + height² and q · denominator at most 2 · width², so
+        // both fit in i64 for grid sides below 2^31.
+        while k + 1 < roots.len() && starts[k + 1].0 < q as i64 * starts[k + 1].1 {
             k += 1;
         }
-        let p = envelope[k];
+        let p = roots[k];
         let offset = q as i64 - p as i64;
         *value = offset * offset + f[p];
     }
 }
 
-/// The abscissa where the parabolas rooted at `i < j` intersect, as the fraction
+/// Returns the abscissa where the parabolas rooted at `i < j` intersect, as the fraction
 /// `(numerator, denominator)` with a positive denominator.
 fn intersection(f: &[i64], i: usize, j: usize) -> (i64, i64) {
     let (i_, j_) = (i as i64, j as i64);
     ((f[j] + j_ * j_) - (f[i] + i_ * i_), 2 * (j_ - i_))
 }
 
-/// Whether the intersection of pair `a` lies at or before that of pair `b`.
-fn intersection_not_after(f: &[i64], a: (usize, usize), b: (usize, usize)) -> bool {
-    let (numerator_a, denominator_a) = intersection(f, a.0, a.1);
-    let (numerator_b, denominator_b) = intersection(f, b.0, b.1);
-    // Cross-multiplied in 128 bits: the numerators grow with the square of the grid side.
-    i128::from(numerator_a) * i128::from(denominator_b)
-        <= i128::from(numerator_b) * i128::from(denominator_a)
-}
-
-/// Whether the parabolas rooted at `i < j` intersect strictly before abscissa `q`.
-fn intersection_before(f: &[i64], i: usize, j: usize, q: usize) -> bool {
-    let (numerator, denominator) = intersection(f, i, j);
-    i128::from(numerator) < i128::from(q as i64) * i128::from(denominator)
+/// Tests whether fraction `a` is at most fraction `b`; both have positive denominators.
+fn not_after(a: (i64, i64), b: (i64, i64)) -> bool {
+    // Cross-multiplied in 128 bits, because numerator times denominator grows with the cube of
+    // the grid side.
+    i128::from(a.0) * i128::from(b.1) <= i128::from(b.0) * i128::from(a.1)
 }
 
 #[cfg(test)]
@@ -264,8 +321,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The field by definition: for each cell, the nearest cell of the other kind by an
-    /// exhaustive search over the grid and its blocked ring.
+    /// Computes the field by its definition: for each cell, an exhaustive search over the grid
+    /// and its blocked ring for the nearest cell of the other kind.
     fn brute_force(grid: &Grid) -> Vec<f64> {
         let (width, height) = (grid.width() as i64, grid.height() as i64);
         let blocked = |col: i64, row: i64| {
