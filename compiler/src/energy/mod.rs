@@ -16,6 +16,10 @@
 //! - `params` holds one value per plan parameter (`Plan::params`), possibly edited by
 //!   refinements.
 
+pub mod interpret;
+
+pub use interpret::{DistanceSample, Signal, evaluate, evaluate_nodes, window};
+
 use crate::plan::Plan;
 
 /// A map context's signed distance field: metres, positive in free space.

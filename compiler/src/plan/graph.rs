@@ -93,8 +93,8 @@ pub enum Node {
     Always { body: NodeId, from: u32, to: u32, temperature: Num },
     /// Smooth maximum of `body` over steps `k + from ..= k + to` (clipped to the horizon).
     Eventually { body: NodeId, from: u32, to: u32, temperature: Num },
-    /// Robustness of `lhs until rhs`: the smooth maximum over `j ≥ k` of
-    /// `min(rhs(j), min over k ≤ i < j of lhs(i))`.
+    /// Robustness of `lhs until rhs`: the smooth maximum over `j ≥ k` of the smooth minimum
+    /// of `rhs(j)` and `lhs(i)` for `k ≤ i < j`, both with `temperature`.
     Until { lhs: NodeId, rhs: NodeId, temperature: Num },
     /// `Σ_{j=k}^{H-1} step · body(j)`: an integral over the rest of the horizon.
     SumOver { body: NodeId },
