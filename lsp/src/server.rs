@@ -132,6 +132,9 @@ impl Backend {
             .await;
             let Ok(diagnostics) = diagnostics else { return };
             let mut published = published.lock().await;
+            if !state.is_open(&uri) {
+                return;
+            }
             if latest.load(Ordering::SeqCst) != version || published.get(uri.as_str()).is_some_and(|&v| v >= version) {
                 tracing::debug!(uri = uri.as_str(), version, "stale diagnostics dropped");
                 return;
@@ -315,8 +318,14 @@ impl LanguageServer for Backend {
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
         let p = params.text_document_position;
+        // A space triggers completion only for the unit after a number, so that typing
+        // `let x = ` does not open a list of every name.
+        let after_space = params.context.as_ref().and_then(|c| c.trigger_character.as_deref()) == Some(" ");
         self.analyze(&p.text_document.uri, "completion", move |s| {
             let items = ide::completions(&s.db, s.file, convert::offset(s, p.position));
+            if after_space && !items.iter().all(|c| c.kind == ide::CompletionKind::Unit) {
+                return None;
+            }
             Some(CompletionResponse::Array(items.into_iter().map(convert::completion).collect()))
         })
         .await

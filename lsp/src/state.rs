@@ -109,6 +109,10 @@ impl State {
         })
     }
 
+    pub fn is_open(&self, uri: &Uri) -> bool {
+        self.lock().documents.contains_key(uri.as_str())
+    }
+
     pub fn open(&self, params: DidOpenTextDocumentParams) {
         let uri = params.text_document.uri;
         let text = params.text_document.text;

@@ -13,7 +13,7 @@ use crate::units;
 
 use super::walk::bind_locals;
 
-/// What a completion inserts.
+/// The kind of thing a completion inserts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompletionKind {
     Keyword,
@@ -75,12 +75,12 @@ struct Open {
     at: usize,
     /// Commas seen directly inside it so far.
     commas: usize,
-    /// Where the current entry inside the bracket starts: after the bracket, a comma or a
+    /// The start of the current entry inside the bracket: after the bracket, a comma or a
     /// line break.
     entry_start: usize,
 }
 
-/// The brackets still open at the end of `text`, skipping strings and comments.
+/// Lists the brackets still open at the end of `text`, skipping strings and comments.
 fn open_brackets(text: &str) -> Vec<Open> {
     let bytes = text.as_bytes();
     let mut stack: Vec<Open> = Vec::new();
@@ -118,13 +118,13 @@ fn open_brackets(text: &str) -> Vec<Open> {
     stack
 }
 
-/// The word of identifier characters that ends at `end`.
+/// Returns the word of identifier characters that ends at `end`.
 fn word_before(text: &str, end: usize) -> &str {
     let start = text[..end].char_indices().rev().take_while(|&(_, c)| is_word_char(c)).last().map_or(end, |(i, _)| i);
     &text[start..end]
 }
 
-/// Whether a unit may be typed at `pos`: after a number and optional spaces, or after `*`
+/// Tells whether a unit may be typed at `pos`: after a number and optional spaces, or after `*`
 /// or `/` inside a unit that follows a number.
 fn unit_position(text: &str, pos: usize) -> bool {
     let before = &text[..pos];

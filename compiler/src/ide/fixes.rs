@@ -46,12 +46,13 @@ pub fn code_actions(db: &dyn Db, file: SourceFile, range: Span) -> Vec<Fix> {
             continue;
         }
         if let Some(import) = backticked(help).into_iter().find(|b| b.starts_with("use ")) {
-            let at = import_offset(db, file);
+            let (at, newline_first) = import_offset(db, file);
             let title = match import.strip_prefix("use ").and_then(|p| p.rsplit_once('.')) {
                 Some((module, name)) => format!("Import `{name}` from `{module}`"),
                 None => format!("Add `{import}`"),
             };
-            out.push(Fix { title, edits: vec![(Span { start: at, end: at }, format!("{import}\n"))], diagnostic: d.clone() });
+            let line = if newline_first { format!("\n{import}\n") } else { format!("{import}\n") };
+            out.push(Fix { title, edits: vec![(Span { start: at, end: at }, line)], diagnostic: d.clone() });
             continue;
         }
         let dimension_error = matches!(d.code, Code::ArithmeticDimension | Code::ComparisonDimension | Code::ArgumentDimension | Code::FieldDimension);
@@ -92,16 +93,20 @@ fn backticked(help: &str) -> Vec<&str> {
 }
 
 /// Finds where a new `use` line goes: after the last `use` item, or before the first item.
-fn import_offset(db: &dyn Db, file: SourceFile) -> u32 {
+/// The flag is set when the last `use` ends the file without a line break.
+fn import_offset(db: &dyn Db, file: SourceFile) -> (u32, bool) {
     let items = crate::db::file_items(db, file);
     let text = file.text(db);
     let last_use = items.items.iter().filter(|e| matches!(crate::db::parse(db, e.key).item, Some(Item::Use(_)))).last();
     match last_use {
         Some(entry) => {
             let end = (entry.offset as usize + entry.key.text(db).len()).min(text.len());
-            text[end..].find('\n').map_or(text.len(), |n| end + n + 1) as u32
+            match text[end..].find('\n') {
+                Some(n) => ((end + n + 1) as u32, false),
+                None => (text.len() as u32, true),
+            }
         }
-        None => items.items.first().map_or(0, |e| e.offset - line_column_of(text, e.offset)),
+        None => (items.items.first().map_or(0, |e| e.offset - line_column_of(text, e.offset)), false),
     }
 }
 

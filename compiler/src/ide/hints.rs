@@ -14,8 +14,8 @@ pub struct InlayHint {
     pub label: String,
 }
 
-/// Hints for the literals that end inside `range`. A literal gets one when its unit has an SI
-/// factor other than 1 and its value is not zero, since `0 deg` and `2 m` say all there is.
+/// Lists hints for the literals that end inside `range`. A literal gets one when its unit has
+/// an SI factor other than 1 and its value is not zero, because `0 deg` and `2 m` need none.
 pub fn inlay_hints(db: &dyn Db, file: SourceFile, range: Span) -> Vec<InlayHint> {
     let _span = tracing::debug_span!("ide::inlay_hints").entered();
     let mut out = Vec::new();

@@ -132,7 +132,7 @@ fn occurrence_hover(db: &dyn Db, file: SourceFile, env: &Env, occurrence: &Occur
     }
 }
 
-/// The source text of the default value of the member declared at `location`.
+/// Returns the source text of the default value of the member declared at `location`.
 fn member_default(db: &dyn Db, file: SourceFile, location: &Location) -> Option<String> {
     let source = match &location.module {
         None => file,
@@ -187,7 +187,7 @@ fn symbol_hover(db: &dyn Db, file: SourceFile, name: &str, symbol: Option<crate:
     Some(markdown)
 }
 
-/// The SI value of the `let` or `site` called `name` in `file`, when it is a constant.
+/// Evaluates the `let` or `site` called `name` in `file` to SI, when it is a constant.
 fn local_value(db: &dyn Db, file: SourceFile, name: &str) -> Option<values::Value> {
     let items = file_items(db, file);
     let value = items.items.iter().find_map(|entry| match parse(db, entry.key).item.as_ref()? {

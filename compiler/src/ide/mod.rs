@@ -2,7 +2,7 @@
 //! references, renames, completion, signature help, outlines, token classes, folding
 //! ranges, inlay hints and quick fixes.
 //!
-//! Everything here works in byte offsets of one file's text and returns plain data; the
+//! Everything here works in byte offsets of one file's text and returns plain data. The
 //! language server converts offsets to editor positions at its own edge. The analyses are
 //! fail-soft like the checker: an item that does not parse contributes nothing, and text
 //! scans stand in for the tree where the user is in the middle of typing (completion and

@@ -20,7 +20,7 @@ pub struct Location {
     pub span: Span,
 }
 
-/// Where an occurrence is defined.
+/// The definition site of an occurrence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Def {
     At(Location),
@@ -28,10 +28,10 @@ pub(crate) enum Def {
     Builtin(String),
 }
 
-/// Why a rename cannot be done, as a message for the user.
+/// The reason a rename cannot be done, as a message for the user.
 pub type RenameError = String;
 
-/// The item of `file` whose text contains `offset`, as its start offset.
+/// Finds the item of `file` whose text contains `offset`, and returns its start offset.
 pub(crate) fn item_offset_at(db: &dyn Db, file: SourceFile, offset: u32) -> Option<u32> {
     file_items(db, file)
         .items
@@ -40,13 +40,13 @@ pub(crate) fn item_offset_at(db: &dyn Db, file: SourceFile, offset: u32) -> Opti
         .map(|e| e.offset)
 }
 
-/// The occurrence at `offset`, from a walk of its item only.
+/// Finds the occurrence at `offset` by walking its item only.
 pub(crate) fn occurrence_at(db: &dyn Db, file: SourceFile, offset: u32) -> Option<Occurrence> {
     let item = item_offset_at(db, file, offset)?;
     walk_item_at(db, file, item).occurrence_at(offset).cloned()
 }
 
-/// The span of the name of the item called `name` in `file`.
+/// Finds the span of the name of the item called `name` in `file`.
 fn find_item(db: &dyn Db, file: SourceFile, name: &str) -> Option<Span> {
     file_items(db, file).items.iter().find_map(|entry| {
         let item = parse(db, entry.key).item.as_ref()?;
@@ -55,7 +55,7 @@ fn find_item(db: &dyn Db, file: SourceFile, name: &str) -> Option<Span> {
     })
 }
 
-/// The span of member `member` of the model called `model` in `file`.
+/// Finds the span of member `member` of the model called `model` in `file`.
 fn find_member(db: &dyn Db, file: SourceFile, model: &str, member: &str) -> Option<Span> {
     file_items(db, file).items.iter().find_map(|entry| match parse(db, entry.key).item.as_ref()? {
         Item::Model(m) if m.name.name == model => m.members.iter().find(|mm| mm.name.name == member).map(|mm| mm.name.span.shift(entry.offset)),
@@ -63,7 +63,7 @@ fn find_member(db: &dyn Db, file: SourceFile, model: &str, member: &str) -> Opti
     })
 }
 
-/// The definition site of what `occurrence` refers to.
+/// Resolves `occurrence` to its definition site.
 pub(crate) fn resolve(db: &dyn Db, file: SourceFile, occurrence: &Occurrence) -> Option<Def> {
     let in_module = |module: &str, name: &str| -> Option<Def> {
         let source = db.module(module)?;
@@ -104,7 +104,7 @@ pub(crate) fn resolve(db: &dyn Db, file: SourceFile, occurrence: &Occurrence) ->
     }
 }
 
-/// Where the name at `offset` is defined, in this file or in the standard library.
+/// Finds where the name at `offset` is defined, in this file or in the standard library.
 pub fn definition(db: &dyn Db, file: SourceFile, offset: u32) -> Option<Location> {
     let _span = tracing::debug_span!("ide::definition", offset).entered();
     let occurrence = occurrence_at(db, file, offset)?;
@@ -114,8 +114,8 @@ pub fn definition(db: &dyn Db, file: SourceFile, offset: u32) -> Option<Location
     }
 }
 
-/// Every span in `file` that refers to the same definition as the name at `offset`, in
-/// source order; the declaration itself only when `include_declaration` is set.
+/// Lists every span in `file` that refers to the same definition as the name at `offset`,
+/// in source order. The declaration itself is included only when `include_declaration` is set.
 pub fn references(db: &dyn Db, file: SourceFile, offset: u32, include_declaration: bool) -> Vec<Span> {
     let _span = tracing::debug_span!("ide::references", offset).entered();
     let Some(occurrence) = occurrence_at(db, file, offset) else { return Vec::new() };
@@ -138,7 +138,7 @@ pub fn references(db: &dyn Db, file: SourceFile, offset: u32, include_declaratio
     spans
 }
 
-/// The span of the name at `offset` if it can be renamed, else the reason it cannot.
+/// Returns the span of the name at `offset` if it can be renamed, else the reason it cannot.
 pub fn prepare_rename(db: &dyn Db, file: SourceFile, offset: u32) -> Result<Span, RenameError> {
     let occurrence = occurrence_at(db, file, offset).ok_or_else(|| "there is no name here to rename".to_string())?;
     let name = occurrence.name().to_string();
@@ -157,7 +157,7 @@ pub fn prepare_rename(db: &dyn Db, file: SourceFile, offset: u32) -> Result<Span
     }
 }
 
-/// The spans to replace with `new_name` to rename the name at `offset` everywhere in `file`.
+/// Lists the spans to replace with `new_name` to rename the name at `offset` in `file`.
 pub fn rename(db: &dyn Db, file: SourceFile, offset: u32, new_name: &str) -> Result<Vec<Span>, RenameError> {
     let _span = tracing::debug_span!("ide::rename", offset).entered();
     prepare_rename(db, file, offset)?;

@@ -3,7 +3,7 @@
 use crate::db::{Db, SourceFile, file_items, parse};
 use crate::syntax::{FieldValue, Item, ItemKind, MemberKind, Span};
 
-/// What an outline entry is.
+/// The kind of an outline entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutlineKind {
     Item(ItemKind),
@@ -26,7 +26,7 @@ pub struct Outline {
     pub children: Vec<Outline>,
 }
 
-/// The outline of `file`: its items, with members, parameters and fields nested.
+/// Builds the outline of `file`: its items, with members, parameters and fields nested.
 pub fn document_symbols(db: &dyn Db, file: SourceFile) -> Vec<Outline> {
     let _span = tracing::debug_span!("ide::document_symbols").entered();
     let mut out = Vec::new();
@@ -104,7 +104,7 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Why a range folds.
+/// The reason a range folds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoldKind {
     /// A run of two or more comment lines.

@@ -1,7 +1,7 @@
 //! Token classes for semantic highlighting.
 //!
 //! A small lexer finds keywords, numbers, strings and operators, so that an item that does
-//! not parse is still highlighted; names and units come from the walk, classified by what
+//! not parse is still highlighted. Names and units come from the walk, classified by what
 //! they resolve to. Tokens never span lines and never overlap.
 
 use crate::check::{Origin, Ty};
@@ -21,7 +21,7 @@ pub(crate) fn is_keyword(word: &str) -> bool {
     KEYWORDS.contains(&word)
 }
 
-/// What a token is, for choosing its color.
+/// The class of a token, which chooses its color.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TokenKind {
     Keyword,
@@ -55,7 +55,7 @@ pub struct Token {
     pub library: bool,
 }
 
-/// Every token of `file` in source order.
+/// Classifies every token of `file`, in source order.
 pub fn semantic_tokens(db: &dyn Db, file: SourceFile) -> Vec<Token> {
     let _span = tracing::debug_span!("ide::semantic_tokens").entered();
     let text = file.text(db);

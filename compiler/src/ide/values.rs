@@ -29,7 +29,8 @@ impl Value {
     }
 }
 
-/// The SI factor and dimension of a unit as written, or `None` when a factor is unknown.
+/// Computes the SI factor and dimension of a unit as written, or `None` when a factor is
+/// unknown.
 pub fn unit_of(parts: &[UnitPart]) -> Option<units::Unit> {
     let mut factor = 1.0;
     let mut dim = Dim::NONE;
@@ -41,7 +42,7 @@ pub fn unit_of(parts: &[UnitPart]) -> Option<units::Unit> {
     Some(units::Unit { factor, dim })
 }
 
-/// The coherent SI unit engineers write for a dimension: `N` rather than `m*kg/s^2`.
+/// Names the coherent SI unit engineers write for a dimension: `N` rather than `m*kg/s^2`.
 pub fn si_unit_name(dim: Dim) -> String {
     if dim.is_none() {
         return String::new();
@@ -73,7 +74,7 @@ pub fn parse_unit(text: &str) -> Option<units::Unit> {
     Some(units::Unit { factor, dim })
 }
 
-/// A number rounded to 12 significant digits, so that `30 * 0.01` prints as `0.3`.
+/// Formats a number rounded to 12 significant digits, so that `30 * 0.01` prints as `0.3`.
 pub fn format_number(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{}", if v == 0.0 { 0.0 } else { v });

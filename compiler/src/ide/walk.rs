@@ -12,7 +12,7 @@ use crate::check::{Checker, Env, Ty};
 use crate::db::{Db, SourceFile, file_env, file_items, parse, resolve_path};
 use crate::syntax::*;
 
-/// What a name, unit or word in the source refers to.
+/// The target of a name, unit or word in the source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ref {
     /// A top-level name: an item of this file, an imported item or a prelude name.
@@ -45,7 +45,7 @@ pub enum SettingOwner {
 }
 
 impl SettingOwner {
-    /// The settings the block accepts, from the checker's tables.
+    /// Returns the settings the block accepts, from the checker's tables.
     pub fn settings(&self) -> &'static [(&'static str, crate::check::items::Setting)] {
         match self {
             SettingOwner::Plan => PLAN_FIELDS,
@@ -75,7 +75,7 @@ pub struct Occurrence {
 }
 
 impl Occurrence {
-    /// The name as it is spelled in the source.
+    /// Returns the name as it is spelled in the source.
     pub fn name(&self) -> &str {
         match &self.target {
             Ref::Item(n) | Ref::Unit(n) | Ref::Solver(n) | Ref::Loader(n) | Ref::WorldKind(n) | Ref::TupleField(n) => n,
@@ -111,7 +111,7 @@ pub struct FileWalk {
 }
 
 impl FileWalk {
-    /// The occurrence whose span contains `offset`, preferring one that starts there.
+    /// Finds the occurrence whose span contains `offset`, preferring one that starts there.
     pub fn occurrence_at(&self, offset: u32) -> Option<&Occurrence> {
         self.occurrences
             .iter()
@@ -164,7 +164,7 @@ pub fn bind_locals(checker: &mut Checker<'_>, item: &Item) {
     checker.diagnostics.clear();
 }
 
-/// The model a type annotation or path names, if it names one.
+/// Returns the name of the model a type refers to, if it refers to one.
 fn model_name(ty: &Ty) -> Option<String> {
     match ty {
         Ty::Model(m) | Ty::Instance(m) => Some(m.name.clone()),
@@ -172,7 +172,8 @@ fn model_name(ty: &Ty) -> Option<String> {
     }
 }
 
-/// What bare names inside the current item resolve to before the environment.
+/// The local names of the current item, which bare names resolve to before the
+/// environment.
 enum Scope {
     None,
     Model(String),
@@ -503,7 +504,7 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The expressions directly inside `e`.
+/// Lists the expressions directly inside `e`.
 pub fn children(e: &Expr) -> Vec<&Expr> {
     match &e.kind {
         ExprKind::Field { base, .. } => vec![base],
@@ -524,7 +525,7 @@ pub fn children(e: &Expr) -> Vec<&Expr> {
     }
 }
 
-/// The top-level expressions of an item, in source order.
+/// Lists the top-level expressions of an item, in source order.
 pub fn item_exprs(item: &Item) -> Vec<&Expr> {
     fn fields<'a>(out: &mut Vec<&'a Expr>, fs: &'a [Field]) {
         for f in fs {
@@ -614,7 +615,7 @@ pub fn item_exprs(item: &Item) -> Vec<&Expr> {
     out
 }
 
-/// The innermost expression of `item` whose span contains the item-relative `offset`.
+/// Finds the innermost expression of `item` whose span contains the item-relative `offset`.
 pub fn innermost_expr(item: &Item, offset: u32) -> Option<&Expr> {
     let mut current = item_exprs(item).into_iter().find(|e| e.span.contains(offset))?;
     loop {
