@@ -121,7 +121,7 @@ impl Evaluator<'_> {
             ExprKind::Tuple(parts) => parts.iter().map(|p| self.eval(p, depth)).collect::<Option<Vec<_>>>().map(Value::Tuple),
             ExprKind::Unary { op: UnOp::Neg, operand } => match self.eval(operand, depth)? {
                 Value::Num(v, d) => Some(Value::Num(-v, d)),
-                Value::Tuple(parts) => Some(Value::Tuple(parts.into_iter().map(|p| negate(p)).collect::<Option<Vec<_>>>()?)),
+                Value::Tuple(parts) => Some(Value::Tuple(parts.into_iter().map(negate).collect::<Option<Vec<_>>>()?)),
             },
             ExprKind::Binary { op, lhs, rhs } => {
                 let (Value::Num(a, da), Value::Num(b, db)) = (self.eval(lhs, depth)?, self.eval(rhs, depth)?) else { return None };
