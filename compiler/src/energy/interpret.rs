@@ -203,7 +203,8 @@ impl DistanceGrid {
     ///
     /// The slopes are the exact partial derivatives inside a cell. On a boundary between two
     /// cells they are those of the cell with the larger column (for `x`) or row (for `y`)
-    /// index, except on the last column or row, whose cell is the one below it. Outside the
+    /// index, except on the last column or row of centres, where they are those of the cell
+    /// before it. Outside the
     /// rectangle the border value does not change along the clamped axis, and the distance
     /// outside adds `−(x − x_border) / outside` (likewise for `y`); on the border itself that
     /// term is 0.

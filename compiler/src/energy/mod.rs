@@ -16,8 +16,10 @@
 //! - `params` holds one value per plan parameter (`Plan::params`), possibly edited by
 //!   refinements.
 
+pub mod gradient;
 pub mod interpret;
 
+pub use gradient::{GradNode, GradientGraph, differentiate, evaluate_gradient, gradient};
 pub use interpret::{DistanceSample, Signal, evaluate, evaluate_nodes, window};
 
 use crate::plan::Plan;

@@ -15,6 +15,7 @@ use serde::Serialize;
 pub use graph::{Graph, Node, NodeId, Num};
 pub use lower::{CompileOptions, compile};
 pub use text::{format_number, to_text};
+pub(crate) use text::node_text;
 
 /// Format version of the compiled plan; bumped when the text or JSON form changes shape.
 pub const PLAN_VERSION: u32 = 1;

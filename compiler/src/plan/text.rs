@@ -158,7 +158,8 @@ fn window(from: u32, to: u32) -> String {
     if from == 0 && to == u32::MAX { String::new() } else if to == u32::MAX { format!(" [{from}, end]") } else { format!(" [{from}, {to}]") }
 }
 
-fn node_text(plan: &Plan, node: &Node) -> String {
+/// Renders one graph node as it appears after `nN = ` in the plan text.
+pub(crate) fn node_text(plan: &Plan, node: &Node) -> String {
     let ids = |v: &[u32]| v.iter().map(|i| format!("n{i}")).collect::<Vec<_>>().join(" ");
     match node {
         Node::Const { value } => format!("const {}", n(*value)),
