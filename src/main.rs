@@ -10,6 +10,8 @@ use basin_compiler::diagnostics;
 use basin_compiler::{Database, SourceFile};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod snapshot;
+
 #[derive(Parser)]
 #[command(name = "basin", version, about = "Compile, check and run Basin constraint specs")]
 struct Cli {
@@ -54,6 +56,23 @@ enum Command {
         #[arg(long)]
         allow_outside: bool,
     },
+    /// Compare each spec's compiled plan with its committed snapshot `NAME.plan`.
+    Test {
+        /// Files or folders to search for `.basin` specs (default: the current folder).
+        paths: Vec<PathBuf>,
+        /// Write new and changed snapshots.
+        #[arg(long)]
+        accept: bool,
+        /// Ask about each new or changed snapshot in the terminal.
+        #[arg(long, conflicts_with = "accept")]
+        review: bool,
+        /// Output format of the results.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Also write the results as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Run the language server over stdin and stdout, for editors.
     Lsp,
     /// Format spec files in place, keeping comments.
@@ -77,6 +96,9 @@ fn main() -> ExitCode {
         Command::Check { files, format } => check(&files, format),
         Command::Fmt { files, check } => fmt(&files, check),
         Command::Lsp => basin_lsp::run_stdio().map(|()| ExitCode::SUCCESS).context("the language server failed"),
+        Command::Test { paths, accept, review, format, junit } => {
+            snapshot::run(snapshot::Options { paths, accept, review, json: format == Format::Json, junit })
+        }
         Command::Compile { file, emit, output, allow_outside } => compile(&file, emit, output.as_ref(), allow_outside),
     };
     match result {
@@ -169,7 +191,7 @@ fn fmt(files: &[PathBuf], check_only: bool) -> anyhow::Result<ExitCode> {
 
 /// Writes through a temporary file in the same folder, then renames it over `path`, so a
 /// crash never leaves a half-written file.
-fn write_atomically(path: &PathBuf, text: &str) -> anyhow::Result<()> {
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.basin-tmp-{}", std::process::id()));

@@ -1,0 +1,132 @@
+//! The networks of the world model.
+//!
+//! - encoder `E`: normalized observation `[B, n_states]` → latent `[B, L]` in `(-1, 1)`;
+//! - target encoder `Ē`: same shape, an exponential moving average of `E`, never trained
+//!   by gradients;
+//! - predictor `P`: latent `[B, L]` and normalized action `[B, n_actions]` → next latent
+//!   `[B, L]`, as a squashed residual `tanh(z + f(z, a))`;
+//! - probe `D`: latent `[B, L]` → normalized state `[B, n_states]`, the physical quantities
+//!   the energy terms read.
+//!
+//! Each network is a two-layer perceptron with GELU activations.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder, VarMap, linear};
+
+/// Sizes of the networks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Dims {
+    pub n_states: usize,
+    pub n_actions: usize,
+    pub latent: usize,
+    pub hidden: usize,
+}
+
+/// A two-layer perceptron `in → hidden → out` with a GELU between.
+pub struct Mlp {
+    first: Linear,
+    second: Linear,
+}
+
+impl Mlp {
+    fn new(input: usize, hidden: usize, output: usize, vb: VarBuilder) -> Result<Mlp> {
+        Ok(Mlp {
+            first: linear(input, hidden, vb.pp("first"))?,
+            second: linear(hidden, output, vb.pp("second"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.second.forward(&self.first.forward(x)?.gelu()?)
+    }
+}
+
+/// The trainable networks and the target encoder, each in its own variable map so the
+/// optimizer never sees the target.
+pub struct WorldModel {
+    pub dims: Dims,
+    pub device: Device,
+    pub vars: VarMap,
+    pub target_vars: VarMap,
+    pub encoder: Mlp,
+    pub target: Mlp,
+    pub predictor: Mlp,
+    pub probe: Mlp,
+}
+
+impl WorldModel {
+    /// Builds the networks with weights drawn from a generator seeded with `seed`, so the
+    /// same data, configuration and seed train the same model.
+    pub fn new(dims: Dims, device: &Device, seed: u64) -> Result<WorldModel> {
+        let vars = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+        let encoder = Mlp::new(dims.n_states, dims.hidden, dims.latent, vb.pp("encoder"))?;
+        let predictor = Mlp::new(
+            dims.latent + dims.n_actions,
+            dims.hidden,
+            dims.latent,
+            vb.pp("predictor"),
+        )?;
+        let probe = Mlp::new(dims.latent, dims.hidden, dims.n_states, vb.pp("probe"))?;
+        let target_vars = VarMap::new();
+        let tvb = VarBuilder::from_varmap(&target_vars, DType::F32, device);
+        let target = Mlp::new(dims.n_states, dims.hidden, dims.latent, tvb.pp("encoder"))?;
+        let model = WorldModel {
+            dims,
+            device: device.clone(),
+            vars,
+            target_vars,
+            encoder,
+            target,
+            predictor,
+            probe,
+        };
+        model.update_target(0.0)?;
+        Ok(model)
+    }
+
+    /// `Ē ← decay · Ē + (1 − decay) · E`; `decay = 0` copies the encoder.
+    pub fn update_target(&self, decay: f64) -> Result<()> {
+        let online = self.vars.data().lock().expect("variable map lock");
+        let target = self.target_vars.data().lock().expect("variable map lock");
+        for (name, t) in target.iter() {
+            let Some(o) = online.get(name) else { continue };
+            let mixed = ((t.as_tensor() * decay)? + (o.as_tensor() * (1.0 - decay))?)?;
+            t.set(&mixed)?;
+        }
+        Ok(())
+    }
+
+    /// Latents are squashed by `tanh` into `(-1, 1)`, so long rollouts stay bounded.
+    pub fn encode(&self, obs: &Tensor) -> Result<Tensor> {
+        self.encoder.forward(obs)?.tanh()
+    }
+
+    pub fn encode_target(&self, obs: &Tensor) -> Result<Tensor> {
+        Ok(self.target.forward(obs)?.tanh()?.detach())
+    }
+
+    /// One predicted step: `tanh(z + f([z, a]))`.
+    pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
+        let input = Tensor::cat(&[z, action], 1)?;
+        (z + self.predictor.forward(&input)?)?.tanh()
+    }
+
+    pub fn probe(&self, z: &Tensor) -> Result<Tensor> {
+        self.probe.forward(z)
+    }
+
+    /// Rolls the predictor from normalized states `[B, n_states]` through normalized actions
+    /// `[K, B, n_actions]`, returning the probed normalized states `[K, B, n_states]`.
+    pub fn rollout(&self, states: &Tensor, actions: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut z = self.encode(states)?;
+        let mut out = Vec::with_capacity(actions.len());
+        for a in actions {
+            z = self.predict(&z, a)?;
+            out.push(self.probe(&z)?);
+        }
+        Ok(out)
+    }
+}
