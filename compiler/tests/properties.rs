@@ -336,3 +336,87 @@ fn generated_specs_format_idempotently() {
         Ok(())
     });
 }
+
+// Regressions ----------------------------------------------------------------------------
+
+/// Runs `text` through the front end in a thread with a [`STACK_SIZE`] stack and returns its
+/// diagnostic codes.
+fn codes_in_small_stack(text: String) -> Vec<&'static str> {
+    let thread = std::thread::Builder::new()
+        .stack_size(STACK_SIZE)
+        .spawn(move || {
+            let _ = format_source(&text);
+            diagnostic_codes(&text)
+        })
+        .expect("spawn a test thread");
+    thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Symptom: `basin check` overflowed the stack on a 250-deep chain such as `1+1+…+1` in a
+/// 2 MiB thread, and on parenthesized chains in any thread. Cause: the expression depth
+/// restarted inside brackets, and each level of the checker's recursion took about 10 KiB in
+/// a debug build.
+#[test]
+fn check_deepest_expressions_in_small_stack() {
+    let deepest = [
+        ("chain", format!("let a = 1{}\n", "+1".repeat(255))),
+        ("prefixes", format!("let a = {}x\n", "-".repeat(255))),
+        ("calls", format!("let a = f{}\n", "()".repeat(255))),
+        ("indexes", format!("let a = t{}\n", "[0]".repeat(255))),
+        ("fields", format!("let a = r{}\n", ".x".repeat(255))),
+        ("temporal operators", format!("constraint c {{ {}x }}\n", "always ".repeat(255))),
+        ("then steps", format!("constraint c {{ {}x }}\n", "x then ".repeat(255))),
+    ];
+    for (case, text) in deepest {
+        let codes = codes_in_small_stack(text);
+        assert!(!codes.contains(&"E0002"), "{case}: the deepest accepted form was rejected: {codes:?}");
+    }
+    let too_deep = [
+        ("chain", format!("let a = 1{}\n", "+1".repeat(256))),
+        ("chains in parentheses", format!("let a = ((1{chain})+1{chain})+1{chain}\n", chain = "+1".repeat(200))),
+        ("temporal operators", format!("constraint c {{ {}x }}\n", "always ".repeat(1_000))),
+        ("then steps", format!("constraint c {{ {}x }}\n", "x then ".repeat(1_000))),
+    ];
+    for (case, text) in too_deep {
+        let codes = codes_in_small_stack(text);
+        assert!(codes.contains(&"E0002"), "{case}: expected E0002, found {codes:?}");
+    }
+}
+
+/// Symptom: checking `(((1, 2), 3), 4)` or `m { a: m { a: 1 } }` took time that doubled with
+/// each level of nesting, so 30 levels hung `basin check`. Cause: the grammar tried `(e)`
+/// before a tuple, and solver stages before an expression, parsing the inner text twice.
+#[test]
+fn parse_nested_tuples_and_records_in_linear_time() {
+    let nested = [
+        ("tuples", format!("let a = {}1{}\n", "(".repeat(60), ", 1)".repeat(60))),
+        ("records", format!("let a = {}1{}\n", "m { a: ".repeat(60), " }".repeat(60))),
+        ("stages", format!("plan {{ solver: {}1{} then b }}\n", "m { a: ".repeat(60), " }".repeat(60))),
+    ];
+    for (case, text) in nested {
+        let started = std::time::Instant::now();
+        codes_in_small_stack(text);
+        let elapsed = started.elapsed();
+        assert!(elapsed.as_secs() < 10, "{case}: checking took {elapsed:?}, expected well under 10 s");
+    }
+}
+
+/// Symptom: brackets after a string ending in `\` and a line break were invisible to the
+/// nesting limit, so pest could recurse past it. Cause: the grammar let a backslash escape the
+/// line break while the splitter ended the string at the line's end.
+#[test]
+fn string_ends_at_line_break() {
+    let hidden = format!("let a = f(\"\\\n\"{}\n", "(".repeat(5_000));
+    let codes = codes_in_small_stack(hidden);
+    assert!(codes.contains(&"E0001") || codes.contains(&"E0002"), "expected a syntax error, found {codes:?}");
+    let codes = codes_in_small_stack("let a = \"one\\\ntwo\"\n".to_string());
+    assert!(codes.contains(&"E0001"), "a string may not span lines: {codes:?}");
+}
+
+#[test]
+fn stages_need_a_stage_before_then() {
+    let codes = codes_in_small_stack("plan { solver: 1 + 2 then gradient }\n".to_string());
+    assert_eq!(codes, vec!["E0001"]);
+    let codes = codes_in_small_stack("plan { step: 1 s, horizon: 2 s, solver: mppi { samples: 8 } then gradient }\n".to_string());
+    assert!(!codes.contains(&"E0001"), "stages parse: {codes:?}");
+}

@@ -538,6 +538,13 @@ impl<'a> Checker<'a> {
             return Ty::Unknown;
         };
         let arg_tys: Vec<Ty> = args.iter().map(|a| self.expr(a)).collect();
+        self.call_named(whole, callee, id, args, arg_tys)
+    }
+
+    /// The type of a call of a named function, given the types of the arguments. It is
+    /// kept apart from `call` for the reason given at `binary_result`.
+    #[inline(never)]
+    fn call_named(&mut self, whole: &Expr, callee: &Expr, id: &Ident, args: &[Expr], arg_tys: Vec<Ty>) -> Ty {
         if !self.locals.contains_key(&id.name) {
             if INTRINSICS.iter().any(|(n, _)| *n == id.name) && self.env.symbols.get(&id.name).is_none() {
                 return self.intrinsic(whole, id, args, &arg_tys);
@@ -757,6 +764,15 @@ impl<'a> Checker<'a> {
         }
         let lt = self.expr(lhs);
         let rt = self.expr(rhs);
+        self.binary_result(op, lhs, rhs, lt, rt)
+    }
+
+    /// The type of a binary operation, given the types of its operands.
+    // NOTE: kept apart from `binary`, which recurses into the operands, so that the locals
+    // of these rules are not on the stack once per level of a deep expression. An
+    // unoptimized build gives every local of a function its own stack slot.
+    #[inline(never)]
+    fn binary_result(&mut self, op: BinOp, lhs: &Expr, rhs: &Expr, lt: Ty, rt: Ty) -> Ty {
         if lt == Ty::Unknown || rt == Ty::Unknown {
             return match op {
                 _ if op.is_comparison() => Ty::Bool,

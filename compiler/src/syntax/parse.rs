@@ -2,9 +2,10 @@
 //!
 //! The grammar leaves expressions flat (`operand (infix operand)*`); [`fold_expr`] applies
 //! precedence with an explicit operator stack, so a long chain such as `1+1+…+1` costs no
-//! native stack. Every node records its depth, and a tree deeper than
-//! [`MAX_EXPR_DEPTH`] is replaced by an error node, which bounds the recursion of every later
-//! pass.
+//! native stack. Every node records its depth, counted through brackets, calls and records,
+//! and a tree deeper than [`MAX_EXPR_DEPTH`] is replaced by an error node, which bounds the
+//! recursion of every later pass. Temporal formulas are bounded the same way: a formula with
+//! more than [`MAX_EXPR_DEPTH`] temporal operators or `then` steps becomes an error node.
 
 use pest::Parser;
 use pest::error::{ErrorVariant, InputLocation};
@@ -39,7 +40,7 @@ pub fn parse_item(text: &str, too_deep_at: Option<u32>) -> ParsedItem {
     }
     match BasinParser::parse(Rule::item, text) {
         Ok(mut pairs) => {
-            let mut b = Builder { diagnostics: Vec::new() };
+            let mut b = Builder { diagnostics: Vec::new(), deepest: 0 };
             let item_pair = pairs.next().expect("the item rule matched");
             let inner = item_pair.into_inner().find(|p| p.as_rule() != Rule::EOI).expect("an item has a declaration");
             let item = b.item(inner);
@@ -179,6 +180,9 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 
 struct Builder {
     diagnostics: Vec<Diagnostic>,
+    /// The depth of the deepest expression finished since [`Builder::measured`] last reset
+    /// it.
+    deepest: u32,
 }
 
 /// One entry on the operator stack of [`Builder::fold_expr`].
@@ -295,11 +299,16 @@ impl Builder {
 
     /// `[then] A [until B] (then C [until D])*`
     fn formula(&mut self, pair: Pair<'_, Rule>) -> Formula {
+        let span = span_of(&pair);
         let mut parts: Vec<Formula> = Vec::new();
         for p in pair.into_inner() {
             if p.as_rule() == Rule::until_f {
                 parts.push(self.until(p));
             }
+        }
+        if parts.len() > MAX_EXPR_DEPTH as usize {
+            self.formula_too_deep(span, "`then` steps");
+            return Formula::Atom(Expr { kind: ExprKind::Error, span });
         }
         // `A then B then C` nests to the right: A, then (B, then C).
         let mut iter = parts.into_iter().rev();
@@ -346,6 +355,11 @@ impl Builder {
             }
         }
         let mut acc = body.expect("a temporal formula has a body");
+        if ops.len() > MAX_EXPR_DEPTH as usize {
+            let span = ops[0].2.to(acc.span());
+            self.formula_too_deep(span, "temporal operators");
+            return Formula::Atom(Expr { kind: ExprKind::Error, span });
+        }
         for (rule, window, span) in ops.into_iter().rev() {
             let span = span.to(acc.span());
             acc = match rule {
@@ -356,6 +370,18 @@ impl Builder {
             };
         }
         acc
+    }
+
+    /// Reports a formula nested past [`MAX_EXPR_DEPTH`], once per item. Nested formulas are
+    /// built, compared and dropped by recursion, like expressions.
+    fn formula_too_deep(&mut self, span: Span, what: &str) {
+        if !self.diagnostics.iter().any(|d| d.code == Code::TooDeep) {
+            self.diagnostics.push(
+                Diagnostic::error(Code::TooDeep, format!("formula with more than {MAX_EXPR_DEPTH} {what}"))
+                    .with_label(Label::primary(span, "this formula is too deep"))
+                    .with_help("try splitting the formula into several clauses"),
+            );
+        }
     }
 
     fn window(&mut self, pair: Pair<'_, Rule>) -> Window {
@@ -505,13 +531,31 @@ impl Builder {
         let span = span_of(&pair);
         let mut inner = pair.into_inner();
         let name = self.ident(inner.next().expect("field name"));
-        let value_pair = inner.next().expect("field value").into_inner().next().expect("field value body");
-        let value = if value_pair.as_rule() == Rule::expr {
-            FieldValue::Expr(self.expr(value_pair))
-        } else {
-            FieldValue::Stages(value_pair.into_inner().map(|st| self.stage(st)).collect())
-        };
+        let mut parts = inner.next().expect("field value").into_inner();
+        let first = self.expr(parts.next().expect("field value expression"));
+        let stages: Vec<Stage> = parts.map(|st| self.stage(st)).collect();
+        let value = if stages.is_empty() { FieldValue::Expr(first) } else { self.stages(first, stages) };
         Field { name, value, span }
+    }
+
+    /// `FIRST then STAGE …`: the first stage was read as an expression and must be a name or
+    /// a record. Another expression is reported and left out, so the stages after it are
+    /// still checked.
+    fn stages(&mut self, first: Expr, rest: Vec<Stage>) -> FieldValue {
+        let span = first.span;
+        let head = match first.kind {
+            ExprKind::Name(name) => Stage { name, fields: Vec::new(), span },
+            ExprKind::Record { name, fields } => Stage { name, fields, span },
+            _ => {
+                self.diagnostics.push(
+                    Diagnostic::error(Code::Syntax, "expected a solver stage before `then`")
+                        .with_label(Label::primary(span, "not a solver stage"))
+                        .with_help("try a stage such as `mppi { samples: 1024 }`"),
+                );
+                return FieldValue::Stages(rest);
+            }
+        };
+        FieldValue::Stages(std::iter::once(head).chain(rest).collect())
     }
 
     /// `NAME [{ FIELDS }]`
@@ -579,8 +623,19 @@ impl Builder {
         while let Some(top) = ops.pop() {
             self.reduce(top, &mut operands);
         }
-        let (e, _) = operands.pop().expect("an expression has an operand");
+        let (e, depth) = operands.pop().expect("an expression has an operand");
+        self.deepest = self.deepest.max(depth);
         e
+    }
+
+    /// Runs `build` and returns its result with the depth of the deepest expression it
+    /// built, so that a bracket, call or record counts the depth of its contents.
+    fn measured<T>(&mut self, build: impl FnOnce(&mut Self) -> T) -> (T, u32) {
+        let outer = std::mem::replace(&mut self.deepest, 0);
+        let value = build(self);
+        let inner = self.deepest;
+        self.deepest = outer.max(inner);
+        (value, inner)
     }
 
     fn reduce(&mut self, op: StackOp, operands: &mut Vec<(Expr, u32)>) {
@@ -631,12 +686,12 @@ impl Builder {
                     (ExprKind::Field { base: Box::new(e), field }, depth)
                 }
                 Rule::call_args => {
-                    let args = self.call_args(post);
-                    (ExprKind::Call { callee: Box::new(e), args }, depth)
+                    let (args, args_depth) = self.measured(|b| b.call_args(post));
+                    (ExprKind::Call { callee: Box::new(e), args }, depth.max(args_depth))
                 }
                 Rule::index => {
-                    let index = self.expr(post.into_inner().next().expect("index expression"));
-                    (ExprKind::Index { base: Box::new(e), index: Box::new(index) }, depth)
+                    let (index, index_depth) = self.measured(|b| b.expr(post.into_inner().next().expect("index expression")));
+                    (ExprKind::Index { base: Box::new(e), index: Box::new(index) }, depth.max(index_depth))
                 }
                 other => unreachable!("postfix {other:?}"),
             };
@@ -648,7 +703,13 @@ impl Builder {
     fn primary(&mut self, pair: Pair<'_, Rule>) -> (Expr, u32) {
         let inner = pair.into_inner().next().expect("primary body");
         let span = span_of(&inner);
-        let kind = match inner.as_rule() {
+        let (kind, children_depth) = self.measured(|b| b.primary_kind(inner));
+        self.bounded(Expr { kind, span }, children_depth + 1)
+    }
+
+    fn primary_kind(&mut self, inner: Pair<'_, Rule>) -> ExprKind {
+        let span = span_of(&inner);
+        match inner.as_rule() {
             Rule::quantity => {
                 let mut parts = inner.into_inner();
                 let number = parts.next().expect("number");
@@ -674,10 +735,16 @@ impl Builder {
             Rule::boolean => ExprKind::Bool(inner.as_str() == "true"),
             Rule::ident => ExprKind::Name(self.ident(inner)),
             Rule::paren => {
-                let e = self.expr(inner.into_inner().next().expect("parenthesized expression"));
-                ExprKind::Paren(Box::new(e))
+                let mut parts: Vec<Expr> = inner.into_inner().map(|e| self.expr(e)).collect();
+                match parts.pop() {
+                    Some(only) if parts.is_empty() => ExprKind::Paren(Box::new(only)),
+                    Some(last) => {
+                        parts.push(last);
+                        ExprKind::Tuple(parts)
+                    }
+                    None => unreachable!("the paren rule holds an expression"),
+                }
             }
-            Rule::tuple => ExprKind::Tuple(inner.into_inner().map(|e| self.expr(e)).collect()),
             Rule::list => ExprKind::List(inner.into_inner().map(|e| self.expr(e)).collect()),
             Rule::record => {
                 let mut parts = inner.into_inner();
@@ -686,26 +753,7 @@ impl Builder {
                 ExprKind::Record { name, fields }
             }
             other => unreachable!("primary {other:?}"),
-        };
-        let depth = expr_depth(&kind);
-        self.bounded(Expr { kind, span }, depth)
-    }
-}
-
-/// Depth of a freshly built primary: its children were bounded already.
-fn expr_depth(kind: &ExprKind) -> u32 {
-    fn d(e: &Expr) -> u32 {
-        // Children of a primary are whole expressions that were bounded when built; their
-        // depth is at most MAX_EXPR_DEPTH, and a shallow estimate keeps this cheap.
-        match &e.kind {
-            ExprKind::Binary { .. } | ExprKind::Unary { .. } | ExprKind::Call { .. } | ExprKind::Field { .. } | ExprKind::Index { .. } => 2,
-            _ => 1,
         }
-    }
-    1 + match kind {
-        ExprKind::Paren(e) => d(e),
-        ExprKind::Tuple(es) | ExprKind::List(es) => es.iter().map(d).max().unwrap_or(0),
-        _ => 0,
     }
 }
 
