@@ -10,6 +10,7 @@ use basin_compiler::diagnostics;
 use basin_compiler::{Database, SourceFile};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod simulate;
 mod snapshot;
 
 #[derive(Parser)]
@@ -73,6 +74,8 @@ enum Command {
         #[arg(long)]
         junit: Option<PathBuf>,
     },
+    /// Simulate a spec's agents (or load-test random designs) and write the data as safetensors.
+    Simulate(simulate::SimulateArgs),
     /// Run the language server over stdin and stdout, for editors.
     Lsp,
     /// Format spec files in place, keeping comments.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
             snapshot::run(snapshot::Options { paths, accept, review, json: format == Format::Json, junit })
         }
         Command::Compile { file, emit, output, allow_outside } => compile(&file, emit, output.as_ref(), allow_outside),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
-//! The Basin runtime: context loaders, and later scenarios, the world model and planners.
+//! The Basin runtime: context loaders, physics scenarios, the world model, and later planners.
 
 pub mod context;
 pub mod model;
+pub mod scenario;
 
 pub use context::{ContextError, DistanceField, Grid};
