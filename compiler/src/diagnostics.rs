@@ -120,7 +120,7 @@ impl Code {
             Code::MemoryBudget => "E0303",
             Code::InitialOutsideBounds => "E0304",
             Code::NoInfluence => "E0305",
-            Code::InfeasibleHard => "E0306",
+            Code::InfeasibleHard => "W0306",
             Code::MissingPlan => "E0307",
             Code::ContextMissing => "E0400",
             Code::ContextOutside => "E0401",

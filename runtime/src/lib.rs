@@ -1,6 +1,7 @@
 //! The Basin runtime: context loaders, physics scenarios, the world model, and later planners.
 
 pub mod context;
+pub mod design;
 pub mod model;
 pub mod scenario;
 
