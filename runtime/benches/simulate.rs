@@ -131,7 +131,7 @@ fn main() {
     let plan = compile(&db, file, &options)
         .0
         .expect("the warehouse example compiles");
-    let episodes = 64;
+    let episodes = 512;
     let simulate_options = SimulateOptions {
         episodes,
         seed: 0,
