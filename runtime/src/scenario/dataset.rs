@@ -24,7 +24,7 @@
 //! - designs: `load` (N) and the JSON lists `design_names`, `design_units`, `outcome_names`
 //!   and `outcome_units`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use basin_compiler::plan::{Domain, Plan};
@@ -259,6 +259,9 @@ fn run_episode(scenario: &mut PlanScenario, seed: u64, steps: usize, step: f64) 
     }
 }
 
+/// A design vector and its outcome row.
+type DesignSample = (Vec<f64>, [f64; 5]);
+
 /// Samples `options.episodes` designs uniformly (continuous variables over their range,
 /// discrete ones over their choices) and runs the plan's load test on each, in parallel.
 fn simulate_designs(
@@ -287,7 +290,7 @@ fn simulate_designs(
         .collect();
     let bar = progress_bar(options.episodes, options.progress, "designs");
     let test = LoadTest::new(load);
-    let samples: Vec<Result<(Vec<f64>, [f64; 5]), ScenarioError>> = seeds
+    let samples: Vec<Result<DesignSample, ScenarioError>> = seeds
         .par_iter()
         .map(|&seed| {
             let mut rng = Rng::new(seed);
@@ -495,6 +498,7 @@ pub fn write_dataset(
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| write_error(std::io::Error::other(e.to_string())))?;
+    let bytes = sort_header(&bytes);
 
     let folder = path
         .parent()
@@ -510,6 +514,51 @@ pub fn write_dataset(
         let _ = std::fs::remove_file(&temporary);
         write_error(source)
     })
+}
+
+/// Rewrites a serialized safetensors buffer with the keys of its JSON header sorted.
+///
+/// safetensors 0.8 writes the metadata map in `HashMap` order, which changes from run to
+/// run; sorting makes equal data give equal files. The tensor data is unchanged, because
+/// its offsets count from the end of the header.
+fn sort_header(bytes: &[u8]) -> Vec<u8> {
+    let length = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + length]).expect("safetensors wrote a JSON header");
+    let sorted: BTreeMap<&String, SortedValue> = header
+        .iter()
+        .map(|(key, value)| (key, SortedValue(value)))
+        .collect();
+    let mut json = serde_json::to_vec(&sorted).expect("a JSON value serializes");
+    // The format pads the header with spaces so the data starts 8-byte aligned.
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut output = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - length);
+    output.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    output.extend_from_slice(&json);
+    output.extend_from_slice(&bytes[8 + length..]);
+    output
+}
+
+/// A JSON value that serializes the keys of every object in sorted order, whatever map type
+/// `serde_json` was built with.
+struct SortedValue<'a>(&'a serde_json::Value);
+
+impl serde::Serialize for SortedValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            serde_json::Value::Object(map) => {
+                let sorted: BTreeMap<&String, SortedValue> = map
+                    .iter()
+                    .map(|(key, value)| (key, SortedValue(value)))
+                    .collect();
+                sorted.serialize(serializer)
+            }
+            serde_json::Value::Array(items) => {
+                serializer.collect_seq(items.iter().map(SortedValue))
+            }
+            other => other.serialize(serializer),
+        }
+    }
 }
 
 /// Reads a file written by [`write_dataset`], checking its format, tensor shapes and
