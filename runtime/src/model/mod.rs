@@ -6,12 +6,18 @@
 //! back out of a latent. The predictor is trained to match a slowly moving target encoder
 //! with variance and covariance regularization instead of negative pairs.
 
+mod cache;
 mod checkpoint;
 mod data;
 mod eval;
 mod net;
 mod train;
+mod world;
 
+pub use cache::{
+    EnsureOptions, EnsuredModel, Origin, Reuse, Trained, ensure_model, eval_path, open_device,
+    render_evaluation, save_with_report, train_model,
+};
 pub use checkpoint::{CheckpointError, FORMAT, Meta, load, read_meta, save};
 pub use data::{Dataset, Episode, Normalization};
 pub use eval::{
@@ -19,3 +25,6 @@ pub use eval::{
 };
 pub use net::{Dims, WorldModel};
 pub use train::{Losses, Rng, TrainConfig, batch_losses, sample_batch, train};
+pub use world::{
+    DEFAULT_EPISODES, Overrides, WorldModelError, WorldSettings, WorldTarget, min_episode_steps,
+};
