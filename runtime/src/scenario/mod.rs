@@ -28,16 +28,24 @@ mod plan;
 mod replay;
 mod rng;
 
-pub use cart_pole::{CartPole, CartPoleParams};
-pub use chair::{Chair, ChairParams, LoadTest, LoadTestOutcome};
+pub use cart_pole::{CART_HALF_EXTENTS, CartPole, CartPoleParams, POLE_THICKNESS};
+pub use chair::{
+    ARMREST_HEIGHT, BASE_ARMS, CASTER_FRICTION, CASTER_RADIUS, Chair, ChairParams, LoadTest,
+    LoadTestOutcome, TIP_ANGLE, UPRIGHT_TILT,
+};
 pub use dataset::{
     DATASET_FORMAT, DesignSamples, Episodes, SimulateOptions, SimulatedData, plan_hash,
     read_dataset, simulate, write_dataset,
 };
-pub use diff_drive::{DiffDrive, DiffDriveParams};
-pub use double_integrator::{DoubleIntegrator, DoubleIntegratorParams};
-pub use obstacles::{Obstacle, merge_blocked_cells, obstacles_from_grid, obstacles_from_scene};
-pub use pendulum::{Pendulum, PendulumParams};
+pub use diff_drive::{BASE_FRICTION, BASE_HEIGHT, BASE_MASS, DiffDrive, DiffDriveParams};
+pub use double_integrator::{
+    BLOCK_HALF_SIDE, BLOCK_MASS, DoubleIntegrator, DoubleIntegratorParams,
+};
+pub use obstacles::{
+    CellRect, MAP_OBSTACLE_HEIGHT, Obstacle, merge_blocked_cells, obstacles_from_grid,
+    obstacles_from_scene,
+};
+pub use pendulum::{BOB_RADIUS, Pendulum, PendulumParams};
 pub use physics::GRAVITY;
 pub use plan::{PlanScenario, Start, chair_from_plan, load_test_force, scenario_from_plan};
 pub use replay::{Replay, distance_grids, replay_actions, replay_design, replay_in, score_replay};
@@ -111,7 +119,7 @@ pub enum Event {
     JointLimit { agent: usize },
     /// State column `column` left the bounds the plan gives it.
     OutOfBounds { column: usize },
-    /// The chair tilted past [`chair::TIP_ANGLE`] and counts as tipped over.
+    /// The chair tilted past [`TIP_ANGLE`] and counts as tipped over.
     Tipped,
 }
 
