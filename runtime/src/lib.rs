@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod design;
+pub mod energy;
 pub mod model;
 pub mod scenario;
 
