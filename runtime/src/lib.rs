@@ -4,6 +4,7 @@ pub mod context;
 pub mod design;
 pub mod energy;
 pub mod model;
+pub mod mpc;
 pub mod scenario;
 
 pub use context::{ContextError, DistanceField, Grid};

@@ -1,0 +1,54 @@
+//! Scoring trajectories with the plan's energy.
+//!
+//! NOTE: every sample goes through the reference interpreter (`basin_compiler::energy`), in
+//! parallel over samples. The batched tensor backend and the cranelift JIT compute the same
+//! values and should replace it here once they are committed.
+
+use basin_compiler::energy::{DistanceGrid, Evaluation, Gradient, Inputs, Shape, evaluate, gradient};
+use basin_compiler::plan::Plan;
+use rayon::prelude::*;
+
+/// The plan with everything its energy reads besides the decision buffers.
+pub struct Scorer {
+    pub plan: Plan,
+    /// Current parameter values; the closed loop advances `BLOCK.phase` here.
+    pub params: Vec<f64>,
+    pub fields: Vec<Option<DistanceGrid>>,
+    pub shape: Shape,
+}
+
+impl Scorer {
+    pub fn new(plan: Plan, fields: Vec<Option<DistanceGrid>>) -> Scorer {
+        let params = plan.params.iter().map(|p| p.value.0).collect();
+        let shape = Shape::of(&plan);
+        Scorer { plan, params, fields, shape }
+    }
+
+    fn inputs<'a>(&'a self, time0: f64, states: &'a [f64], actions: &'a [f64]) -> Inputs<'a> {
+        Inputs { time0, states, actions, design: &[], params: &self.params, fields: &self.fields }
+    }
+
+    /// Scores one trajectory in the plan's buffer layout.
+    pub fn evaluate(&self, time0: f64, states: &[f64], actions: &[f64]) -> Evaluation {
+        evaluate(&self.plan, &self.inputs(time0, states, actions))
+    }
+
+    /// Scores `samples` trajectories stored one after another.
+    pub fn evaluate_batch(&self, time0: f64, states: &[f64], actions: &[f64], samples: usize) -> Vec<Evaluation> {
+        let (state_len, action_len) = (self.shape.state_len(), self.shape.action_len());
+        (0..samples)
+            .into_par_iter()
+            .map(|i| self.evaluate(time0, &states[i * state_len..(i + 1) * state_len], &actions[i * action_len..(i + 1) * action_len]))
+            .collect()
+    }
+
+    /// The energy and its gradient with respect to the buffers of one trajectory.
+    pub fn gradient(&self, time0: f64, states: &[f64], actions: &[f64]) -> (Evaluation, Gradient) {
+        gradient(&self.plan, &self.inputs(time0, states, actions))
+    }
+
+    /// Index of parameter `name`.
+    pub fn param_index(&self, name: &str) -> Option<usize> {
+        self.plan.params.iter().position(|p| p.name == name)
+    }
+}
