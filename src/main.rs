@@ -10,6 +10,7 @@ use basin_compiler::diagnostics;
 use basin_compiler::{Database, SourceFile};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod run;
 mod simulate;
 mod snapshot;
 
@@ -76,6 +77,10 @@ enum Command {
     },
     /// Simulate a spec's agents (or load-test random designs) and write the data as safetensors.
     Simulate(simulate::SimulateArgs),
+    /// Plan and act in closed loop on the spec's physics scenario, and report the run.
+    Run(run::RunArgs),
+    /// Score a trajectory recorded by `basin run --out` against a spec, without planning.
+    Judge(run::JudgeArgs),
     /// Run the language server over stdin and stdout, for editors.
     Lsp,
     /// Format spec files in place, keeping comments.
@@ -104,6 +109,8 @@ fn main() -> ExitCode {
         }
         Command::Compile { file, emit, output, allow_outside } => compile(&file, emit, output.as_ref(), allow_outside),
         Command::Simulate(args) => simulate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Judge(args) => run::judge_trajectory(args),
     };
     match result {
         Ok(code) => code,

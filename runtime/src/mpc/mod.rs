@@ -13,10 +13,10 @@ mod planner;
 mod report;
 mod score;
 
-pub use closed_loop::{Goal, LoopOptions, RunResult, StepRecord, goal_blocks_of, run_closed_loop};
+pub use closed_loop::{DEFAULT_TIME_LIMIT, Goal, LoopOptions, RunResult, StepRecord, goal_blocks_of, run_closed_loop};
 pub use dynamics::{Dynamics, ModelDynamics, SettableScenario, SimulatorDynamics, simulator_for_plan};
 pub use planner::{Fallback, Method, Planner, PlannerSettings, Solution, SolverStatus};
-pub use report::{HardMargin, Summary, judge, read_trace, render_summary, render_svg, summarize, trace_json};
+pub use report::{HardMargin, Summary, judge, progress_bar, read_trace, render_summary, render_svg, summarize, trace_json};
 pub use score::Scorer;
 
 /// Why a closed-loop run or a planner could not be set up.

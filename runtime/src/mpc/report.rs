@@ -326,3 +326,15 @@ fn energy_panel(svg: &mut String, plan: &Plan, run: &RunResult, width: f64, heig
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+/// A progress bar over `steps` control steps on standard error, hidden when standard error
+/// is not a terminal.
+pub fn progress_bar(steps: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    let bar = indicatif::ProgressBar::new(steps);
+    if !std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps {msg}").expect("a valid progress template"));
+    bar
+}

@@ -1,0 +1,149 @@
+//! `basin run`: plan and act in closed loop on a spec's physics scenario, and `basin judge`:
+//! score a recorded trajectory against a spec without planning.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use basin_compiler::Database;
+use basin_compiler::diagnostics;
+use basin_compiler::plan::{CompileOptions, Plan};
+use basin_runtime::model::{EnsureOptions, ensure_model};
+use basin_runtime::mpc::{
+    Dynamics, LoopOptions, ModelDynamics, Planner, PlannerSettings, Scorer, goal_blocks_of, judge, progress_bar, read_trace,
+    render_summary, render_svg, run_closed_loop, simulator_for_plan, summarize, trace_json,
+};
+use basin_runtime::scenario::{Scenario, Start, distance_grids, scenario_from_plan};
+use clap::ValueEnum;
+
+/// Exit status of a run whose goal was not met or that violated a hard constraint.
+const EXIT_NOT_MET: u8 = 2;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DynamicsKind {
+    /// The learned world model, trained first when no checkpoint fits the plan.
+    Model,
+    /// The physics scenario itself (exact, slower).
+    Simulator,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The spec file.
+    file: PathBuf,
+    /// Write `trace.json` and `plot.svg` into this folder.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seed of the plant's reset and of the planner's sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop after this many control steps.
+    #[arg(long)]
+    steps_limit: Option<usize>,
+    /// What the planner rolls out.
+    #[arg(long, value_enum, default_value = "model")]
+    dynamics: DynamicsKind,
+    /// Samples per iteration, replacing the plan's setting.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Sampling iterations per step, replacing the plan's setting.
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Allow context files outside the spec's folder.
+    #[arg(long)]
+    allow_outside: bool,
+}
+
+#[derive(clap::Args)]
+pub struct JudgeArgs {
+    /// The spec file.
+    file: PathBuf,
+    /// A trace written by `basin run --out`.
+    #[arg(long)]
+    trajectory: PathBuf,
+    /// Allow context files outside the spec's folder.
+    #[arg(long)]
+    allow_outside: bool,
+}
+
+/// Compiles the spec, printing its diagnostics; `None` when it has errors.
+fn compile(path: &Path, allow_outside: bool) -> anyhow::Result<Option<(Plan, PathBuf, String)>> {
+    let text = super::read_spec(&path.to_path_buf())?;
+    let name = path.display().to_string();
+    let db = Database::new();
+    let file = db.add_file(name.clone(), text.clone());
+    let base_dir = path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }).unwrap_or_else(|| PathBuf::from("."));
+    let options = CompileOptions { base_dir: Some(base_dir.clone()), allow_outside };
+    let (plan, diagnostics) = basin_compiler::plan::compile(&db, file, &options);
+    eprint!("{}", diagnostics::render(&name, &text, &diagnostics, std::io::stderr().is_terminal()));
+    Ok(plan.map(|plan| (plan, base_dir, text)))
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some((plan, base_dir, text)) = compile(&args.file, args.allow_outside)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
+    let mut plant = scenario_from_plan(&plan, Some(&base_dir), Start::Plan).context("cannot build the plant")?;
+    let dynamics: Box<dyn Dynamics> = match args.dynamics {
+        DynamicsKind::Simulator => Box::new(simulator_for_plan(&plan, Some(&base_dir), None)?),
+        DynamicsKind::Model => {
+            let options = EnsureOptions { seed: args.seed, progress: std::io::stderr().is_terminal(), ..EnsureOptions::default() };
+            let ensured = ensure_model(&plan, &base_dir, &options).context("cannot get a world model for the plan")?;
+            Box::new(ModelDynamics { model: ensured.model, surprise_threshold: ensured.meta.surprise_threshold, normalization: ensured.meta.normalization })
+        }
+    };
+    let settings = PlannerSettings { seed: args.seed, ..PlannerSettings::from_plan(&plan)? }.with_budget(args.samples, args.iterations);
+    let mut planner = Planner::new(&plan, settings)?;
+    let mut scorer = Scorer::new(plan.clone(), fields);
+    let options = LoopOptions { seed: args.seed, max_steps: args.steps_limit, time_limit: None, goal_blocks: goal_blocks_of(&text) };
+
+    let step = plan.horizon.as_ref().map_or(1.0, |h| h.step.0);
+    let limit = options.max_steps.unwrap_or(usize::MAX).min((plan.horizon.as_ref().and_then(|h| h.time_limit).map_or(basin_runtime::mpc::DEFAULT_TIME_LIMIT, |t| t.0) / step).round() as usize);
+    let bar = progress_bar(limit as u64);
+    let result = run_closed_loop(&mut scorer, &mut plant as &mut dyn Scenario, dynamics.as_ref(), &mut planner, &options, &mut |record| {
+        bar.inc(1);
+        bar.set_message(format!("t = {:.1} s, energy {:.3}, {}", record.time, record.total, record.status));
+    })?;
+    bar.finish_and_clear();
+
+    let actions: Vec<Vec<f64>> = result.records.iter().map(|r| r.action.clone()).collect();
+    let (evaluation, robustness) = judge(&plan, &scorer.params, &scorer.fields, &result.states, &actions)?;
+    let summary = summarize(&plan, &evaluation, &robustness, Some(&result));
+    println!("planned with the {} in {:.1} s of wall time", result.dynamics, result.wall_seconds);
+    print!("{}", render_summary(&summary));
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
+        let trace = serde_json::to_string_pretty(&trace_json(&plan, &result))? + "\n";
+        super::write_atomically(&out.join("trace.json"), &trace)?;
+        super::write_atomically(&out.join("plot.svg"), &render_svg(&plan, &result, &scorer.fields))?;
+    }
+    Ok(if summary.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_MET) })
+}
+
+pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
+    let Some((plan, base_dir, _)) = compile(&args.file, args.allow_outside)? else {
+        return Ok(ExitCode::from(1));
+    };
+    let text = std::fs::read_to_string(&args.trajectory).with_context(|| format!("cannot read `{}`", args.trajectory.display()))?;
+    let trace: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", args.trajectory.display()))?;
+    let (states, actions) = read_trace(&trace).with_context(|| format!("`{}` is not a trace written by `basin run --out`", args.trajectory.display()))?;
+    let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
+    let mut params: Vec<f64> = plan.params.iter().map(|p| p.value.0).collect();
+    // Judge with the phases the run ended in, so finished reach phases are not scored again.
+    if let Some(phases) = trace["phases"].as_array() {
+        for pair in phases.iter().filter_map(|p| p.as_array()) {
+            if let (Some(name), Some(value)) = (pair.first().and_then(|n| n.as_str()), pair.get(1).and_then(|v| v.as_f64())) {
+                if let Some(index) = plan.params.iter().position(|p| p.name == name) {
+                    params[index] = value;
+                }
+            }
+        }
+    }
+    let (evaluation, robustness) = judge(&plan, &params, &fields, &states, &actions)?;
+    let summary = summarize(&plan, &evaluation, &robustness, None);
+    println!("judged {} steps from `{}`", actions.len(), args.trajectory.display());
+    print!("{}", render_summary(&summary));
+    Ok(if summary.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_MET) })
+}
