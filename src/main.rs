@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod run;
 mod simulate;
 mod snapshot;
+mod train;
 
 #[derive(Parser)]
 #[command(name = "basin", version, about = "Compile, check and run Basin constraint specs")]
@@ -77,6 +78,8 @@ enum Command {
     },
     /// Simulate a spec's agents (or load-test random designs) and write the data as safetensors.
     Simulate(simulate::SimulateArgs),
+    /// Train the world model of a spec's `learned` world block and save its checkpoint.
+    Train(train::TrainArgs),
     /// Plan and act in closed loop on the spec's physics scenario, and report the run.
     Run(run::RunArgs),
     /// Score a trajectory recorded by `basin run --out` against a spec, without planning.
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Run(args) => run::run(args),
         Command::Judge(args) => run::judge_trajectory(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(code) => code,
