@@ -10,6 +10,7 @@ use basin_compiler::diagnostics;
 use basin_compiler::{Database, SourceFile};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod design_cmd;
 mod run;
 mod simulate;
 mod snapshot;

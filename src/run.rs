@@ -53,15 +53,22 @@ pub struct RunArgs {
     /// Allow context files outside the spec's folder.
     #[arg(long)]
     allow_outside: bool,
+    /// For a design problem, apply only this refinement (default: every refinement in order).
+    #[arg(long)]
+    refine: Option<String>,
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["trajectory", "design"])))]
 pub struct JudgeArgs {
     /// The spec file.
     file: PathBuf,
     /// A trace written by `basin run --out`.
     #[arg(long)]
-    trajectory: PathBuf,
+    trajectory: Option<PathBuf>,
+    /// Design values as JSON: variable name to a number in SI units or a choice's name.
+    #[arg(long)]
+    design: Option<PathBuf>,
     /// Allow context files outside the spec's folder.
     #[arg(long)]
     allow_outside: bool,
@@ -84,6 +91,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let Some((plan, base_dir, text)) = compile(&args.file, args.allow_outside)? else {
         return Ok(ExitCode::from(1));
     };
+    if plan.agents.is_empty() && !plan.designs.is_empty() {
+        return super::design_cmd::run(&plan, args.refine.as_deref());
+    }
     let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
     let mut plant = scenario_from_plan(&plan, Some(&base_dir), Start::Plan).context("cannot build the plant")?;
     let dynamics: Box<dyn Dynamics> = match args.dynamics {
@@ -126,9 +136,15 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let Some((plan, base_dir, _)) = compile(&args.file, args.allow_outside)? else {
         return Ok(ExitCode::from(1));
     };
-    let text = std::fs::read_to_string(&args.trajectory).with_context(|| format!("cannot read `{}`", args.trajectory.display()))?;
-    let trace: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", args.trajectory.display()))?;
-    let (states, actions) = read_trace(&trace).with_context(|| format!("`{}` is not a trace written by `basin run --out`", args.trajectory.display()))?;
+    if let Some(values) = &args.design {
+        return super::design_cmd::judge(&plan, values);
+    }
+    let Some(trajectory) = &args.trajectory else {
+        anyhow::bail!("give `--trajectory trace.json` or `--design values.json`");
+    };
+    let text = std::fs::read_to_string(trajectory).with_context(|| format!("cannot read `{}`", trajectory.display()))?;
+    let trace: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", trajectory.display()))?;
+    let (states, actions) = read_trace(&trace).with_context(|| format!("`{}` is not a trace written by `basin run --out`", trajectory.display()))?;
     let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
     let mut params: Vec<f64> = plan.params.iter().map(|p| p.value.0).collect();
     // Judge with the phases the run ended in, so finished reach phases are not scored again.
@@ -143,7 +159,7 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     }
     let (evaluation, robustness) = judge(&plan, &params, &fields, &states, &actions)?;
     let summary = summarize(&plan, &evaluation, &robustness, None);
-    println!("judged {} steps from `{}`", actions.len(), args.trajectory.display());
+    println!("judged {} steps from `{}`", actions.len(), trajectory.display());
     print!("{}", render_summary(&summary));
     Ok(if summary.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_MET) })
 }

@@ -83,8 +83,36 @@ impl WorldModel {
             predictor,
             probe,
         };
+        model.reinitialize(seed)?;
         model.update_target(0.0)?;
         Ok(model)
+    }
+
+    /// Draws every weight uniformly from `±1/√fan_in` and sets biases to zero, in name order,
+    /// because candle's own initialization draws from an unseeded generator.
+    fn reinitialize(&self, seed: u64) -> Result<()> {
+        let mut rng = super::train::Rng::new(seed);
+        let data = self.vars.data().lock().expect("variable map lock");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let dims = var.as_tensor().dims().to_vec();
+            let count: usize = dims.iter().product();
+            let values: Vec<f32> = if name.ends_with("bias") {
+                vec![0.0; count]
+            } else {
+                let bound = 1.0 / (dims.last().copied().unwrap_or(1) as f64).sqrt();
+                (0..count)
+                    .map(|_| {
+                        let unit = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                        ((unit * 2.0 - 1.0) * bound) as f32
+                    })
+                    .collect()
+            };
+            var.set(&Tensor::from_vec(values, dims, &self.device)?)?;
+        }
+        Ok(())
     }
 
     /// `Ē ← decay · Ē + (1 − decay) · E`; `decay = 0` copies the encoder.
