@@ -3,15 +3,19 @@
 //! Inputs are source texts. A file is cut into items ([`file_items`]); each item is parsed
 //! on its own ([`parse`]) and checked on its own ([`check_item`]) against the file's
 //! environment ([`file_env`]), which holds the types of every visible name and nothing
-//! that moves when text moves. After an edit inside one item, salsa re-runs the cut, the
-//! parse and check of that item, and the environment; when the environment comes out equal
-//! (the edit changed a value, not a type) the checks of all other items are reused.
+//! that moves when text moves. One pass over the items ([`file_scope`]) builds the
+//! environment and the file-level diagnostics together. After an edit inside one item,
+//! salsa re-runs the cut, the parse and check of that item, and that pass; when the
+//! environment comes out equal (the edit changed a value, not a type) the checks of all
+//! other items are reused. `compiler/tests/incremental.rs` asserts this, and
+//! `compiler/benches/check.rs` measures it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::check::{Checker, Env, FnSig, MemberInfo, ModelInfo, Origin, Symbol, Ty};
 use crate::diagnostics::{Code, Diagnostic, Label};
+use crate::names::NameMap;
 use crate::stdlib;
 use crate::syntax::{self, Expr, ExprKind, Item, ItemKind, ParsedItem, Span};
 
@@ -39,12 +43,19 @@ pub struct ItemKey<'db> {
 }
 
 /// One item of a file with its position.
-#[derive(Clone, Debug, PartialEq, Eq, salsa::SalsaValue)]
+#[derive(Clone, Debug, Eq, salsa::SalsaValue)]
 pub struct ItemEntry<'db> {
     pub key: ItemKey<'db>,
     pub offset: u32,
     pub kind: Option<ItemKind>,
     pub docs: String,
+}
+
+/// Written out to compare empty doc strings by length, as [`Symbol`]'s equality does.
+impl PartialEq for ItemEntry<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.offset == other.offset && self.kind == other.kind && crate::check::same_text(&self.docs, &other.docs)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, salsa::SalsaValue)]
@@ -66,8 +77,11 @@ pub trait Db: salsa::Database {
 pub struct Database {
     storage: salsa::Storage<Self>,
     modules: Arc<BTreeMap<String, SourceFile>>,
-    log: Arc<Mutex<Option<Vec<String>>>>,
+    /// The query log of [`Database::with_query_log`]: `None` until a log is started.
+    log: Option<QueryLog>,
 }
+
+type QueryLog = Arc<Mutex<Option<Vec<String>>>>;
 
 impl Default for Database {
     fn default() -> Self {
@@ -76,8 +90,17 @@ impl Default for Database {
 }
 
 impl Database {
+    /// Creates a database for checking, as the command line and the language server use.
     pub fn new() -> Database {
-        let log: Arc<Mutex<Option<Vec<String>>>> = Arc::default();
+        Database::with_storage(salsa::Storage::new(None), None)
+    }
+
+    /// Creates a database that can record which queries execute, for incrementality tests
+    /// (see [`Database::start_log`]). Recording makes salsa report every query fetch as an
+    /// event, which took about 9% of a re-check in the `check` benchmark, so
+    /// [`Database::new`] does without it.
+    pub fn with_query_log() -> Database {
+        let log: QueryLog = Arc::default();
         let sink = log.clone();
         let storage = salsa::Storage::new(Some(Box::new(move |event: salsa::Event| {
             if let salsa::EventKind::WillExecute { database_key } = event.kind {
@@ -88,6 +111,10 @@ impl Database {
                 }
             }
         })));
+        Database::with_storage(storage, Some(log))
+    }
+
+    fn with_storage(storage: salsa::Storage<Self>, log: Option<QueryLog>) -> Database {
         let mut db = Database { storage, modules: Arc::new(BTreeMap::new()), log };
         let mut modules = BTreeMap::new();
         for m in stdlib::MODULES {
@@ -98,16 +125,22 @@ impl Database {
         db
     }
 
-    /// Starts recording which queries execute, for incrementality tests.
+    /// Starts recording which queries execute.
+    ///
+    /// # Panics
+    ///
+    /// On a database made by [`Database::new`], which cannot record.
     pub fn start_log(&self) {
-        if let Ok(mut guard) = self.log.lock() {
+        let log = self.log.as_ref().expect("start_log needs a database made by Database::with_query_log");
+        if let Ok(mut guard) = log.lock() {
             *guard = Some(Vec::new());
         }
     }
 
     /// The queries executed since [`Database::start_log`], e.g. `parse(Id(402))`.
     pub fn take_log(&self) -> Vec<String> {
-        self.log.lock().ok().and_then(|mut g| g.as_mut().map(std::mem::take)).unwrap_or_default()
+        let Some(log) = &self.log else { return Vec::new() };
+        log.lock().ok().and_then(|mut g| g.as_mut().map(std::mem::take)).unwrap_or_default()
     }
 
     pub fn add_file(&self, path: impl Into<String>, text: impl Into<String>) -> SourceFile {
@@ -139,7 +172,8 @@ pub fn file_items<'db>(db: &'db dyn Db, file: SourceFile) -> FileItems<'db> {
         .items
         .into_iter()
         .map(|raw| {
-            let item_text = text[raw.span.range()].to_string();
+            // Interning by `&str` allocates only for an item text not seen before.
+            let item_text = &text[raw.span.range()];
             let too_deep_at = raw.too_deep_at.map(|at| at - raw.span.start);
             ItemEntry { key: ItemKey::new(db, file, item_text, too_deep_at), offset: raw.span.start, kind: raw.kind, docs: raw.docs }
         })
@@ -163,23 +197,48 @@ pub fn parse<'db>(db: &'db dyn Db, key: ItemKey<'db>) -> ParsedItem {
     syntax::parse_item(text, *key.too_deep_at(db))
 }
 
-/// The names visible in a file, with their types.
-#[salsa::tracked(returns(ref))]
-pub fn file_env(db: &dyn Db, file: SourceFile) -> Env {
-    let _span = tracing::debug_span!("file_env", path = %file.path(db)).entered();
-    build_env(db, file).0
+/// The environment of a file and its file-level diagnostics, computed in one pass. Each
+/// is a tracked field, which salsa compares on its own after an edit: when the edit moves
+/// a diagnostic but leaves every type as it was, the checks that read the environment are
+/// still reused.
+#[salsa::tracked(debug)]
+pub struct FileScope<'db> {
+    #[tracked]
+    #[returns(ref)]
+    pub env: Env,
+    /// Duplicates, import errors and cycles among values, with file offsets.
+    #[tracked]
+    #[returns(ref)]
+    pub diagnostics: Vec<Diagnostic>,
 }
 
-/// File-level diagnostics: duplicates, import errors and cycles among `let`s.
-#[salsa::tracked(returns(ref))]
-pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
-    let (_, mut diagnostics) = build_env(db, file);
-    let items = file_items(db, file);
-    let mut first: BTreeMap<&str, Span> = BTreeMap::new();
-    for entry in &items.items {
-        let Some(item) = &parse(db, entry.key).item else { continue };
+/// Builds the [`FileScope`] of a file.
+#[salsa::tracked]
+pub fn file_scope<'db>(db: &'db dyn Db, file: SourceFile) -> FileScope<'db> {
+    let _span = tracing::debug_span!("file_scope", path = %file.path(db)).entered();
+    let parsed = parsed_items(db, file);
+    let (env, mut diagnostics) = build_env(db, file, &parsed);
+    diagnostics.extend(duplicates(&parsed));
+    FileScope::new(db, env, diagnostics)
+}
+
+/// Returns the names visible in a file, with their types.
+pub fn file_env(db: &dyn Db, file: SourceFile) -> &Env {
+    file_scope(db, file).env(db)
+}
+
+/// Returns the file-level diagnostics: duplicates, import errors and cycles among values.
+pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> &Vec<Diagnostic> {
+    file_scope(db, file).diagnostics(db)
+}
+
+/// Reports every name defined a second time.
+fn duplicates(parsed: &[(u32, &Item, &str)]) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let mut first: NameMap<&str, Span> = NameMap::default();
+    for (offset, item, _) in parsed {
         let Some(name) = item.name() else { continue };
-        let span = name.span.shift(entry.offset);
+        let span = name.span.shift(*offset);
         if let Some(prev) = first.get(name.name.as_str()) {
             diagnostics.push(
                 Diagnostic::error(Code::Duplicate, format!("`{}` is defined more than once", name.name))
@@ -194,14 +253,18 @@ pub fn file_diagnostics(db: &dyn Db, file: SourceFile) -> Vec<Diagnostic> {
     diagnostics
 }
 
-/// Checks one item against its file's environment; spans are relative to the item.
+/// Parses and checks one item. The result is its syntax errors, or else the checks of its
+/// tree against its file's environment, with spans relative to the item.
 #[salsa::tracked(returns(ref))]
 pub fn check_item<'db>(db: &'db dyn Db, key: ItemKey<'db>) -> Vec<Diagnostic> {
     let _span = tracing::debug_span!("check_item").entered();
     let parsed = parse(db, key);
-    let Some(item) = &parsed.item else { return Vec::new() };
-    let env = file_env(db, *key.file(db));
-    crate::check::items::check(item, env)
+    let mut diagnostics = parsed.diagnostics.clone();
+    if let Some(item) = &parsed.item {
+        let env = file_env(db, *key.file(db));
+        diagnostics.extend(crate::check::items::check(item, env));
+    }
+    diagnostics
 }
 
 /// Every diagnostic of a file, with file offsets, in source order.
@@ -222,8 +285,6 @@ pub fn check_file(db: &dyn Db, file: SourceFile) -> CheckedFile {
     let _span = tracing::debug_span!("check_file", path = %file.path(db)).entered();
     let mut diagnostics = Vec::new();
     for entry in &file_items(db, file).items {
-        let parsed = parse(db, entry.key);
-        diagnostics.extend(parsed.diagnostics.iter().cloned().map(|d| d.shifted(entry.offset)));
         diagnostics.extend(check_item(db, entry.key).iter().cloned().map(|d| d.shifted(entry.offset)));
     }
     diagnostics.extend(file_diagnostics(db, file).iter().cloned());
@@ -232,16 +293,15 @@ pub fn check_file(db: &dyn Db, file: SourceFile) -> CheckedFile {
     CheckedFile { diagnostics }
 }
 
-/// Builds the environment of `file` and the file-level diagnostics found on the way.
-fn build_env(db: &dyn Db, file: SourceFile) -> (Env, Vec<Diagnostic>) {
+/// Collects the items of `file` that parsed, with their offsets and doc comments.
+fn parsed_items(db: &dyn Db, file: SourceFile) -> Vec<(u32, &Item, &str)> {
+    file_items(db, file).items.iter().filter_map(|e| parse(db, e.key).item.as_ref().map(|i| (e.offset, i, e.docs.as_str()))).collect()
+}
+
+/// Builds the environment of `file` and the diagnostics of its imports and cycles.
+fn build_env(db: &dyn Db, file: SourceFile, parsed: &[(u32, &Item, &str)]) -> (Env, Vec<Diagnostic>) {
     let mut env = Env::default();
     let mut diagnostics = Vec::new();
-    let items = file_items(db, file);
-    let parsed: Vec<(u32, &Item, &str)> = items
-        .items
-        .iter()
-        .filter_map(|e| parse(db, e.key).item.as_ref().map(|i| (e.offset, i, e.docs.as_str())))
-        .collect();
 
     // Standard library items are reachable by full path from user files.
     if file.module(db).is_none() {
@@ -259,7 +319,7 @@ fn build_env(db: &dyn Db, file: SourceFile) -> (Env, Vec<Diagnostic>) {
     }
 
     // Imports.
-    for (offset, item, _) in &parsed {
+    for (offset, item, _) in parsed {
         let Item::Use(u) = item else { continue };
         let (module_segments, names): (&[syntax::Ident], Vec<&syntax::Ident>) = match &u.group {
             Some(group) => (&u.path.segments[..], group.iter().collect()),
@@ -277,7 +337,7 @@ fn build_env(db: &dyn Db, file: SourceFile) -> (Env, Vec<Diagnostic>) {
                 .with_label(Label::primary(span.shift(*offset), "unknown module"));
             d = match crate::names::closest(&module_path, known.iter().map(String::as_str)) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                None => d.with_help(format!("the modules are: {}", known.join(", "))),
+                None => d.with_help(crate::names::try_one_of("the modules", known.iter().map(String::as_str))),
             };
             diagnostics.push(d);
             continue;
@@ -300,7 +360,7 @@ fn build_env(db: &dyn Db, file: SourceFile) -> (Env, Vec<Diagnostic>) {
                         .with_label(Label::primary(n.span.shift(*offset), "not in this module"));
                     d = match crate::names::closest(&n.name, local.iter().copied()) {
                         Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                        None => d.with_help(format!("`{module_path}` contains: {}", local.join(", "))),
+                        None => d.with_help(crate::names::try_one_of(&format!("the items of `{module_path}`"), local.iter().copied())),
                     };
                     diagnostics.push(d);
                 }
@@ -311,13 +371,13 @@ fn build_env(db: &dyn Db, file: SourceFile) -> (Env, Vec<Diagnostic>) {
     let local = |ty: Ty, kind: ItemKind, docs: &str| Symbol { kind: Some(kind), ty, docs: docs.to_string(), origin: Origin::Local };
 
     // Models first, so that members, functions and instances can name them.
-    for (_, item, docs) in &parsed {
+    for (_, item, docs) in parsed {
         if let Item::Model(m) = item {
             let info = model_info(&env, m, docs);
             env.symbols.insert(m.name.name.clone(), local(Ty::Model(Arc::new(info)), ItemKind::Model, docs));
         }
     }
-    for (_, item, docs) in &parsed {
+    for (_, item, docs) in parsed {
         match item {
             Item::Fn(f) => {
                 let mut checker = Checker::new(&env);
@@ -347,55 +407,91 @@ fn build_env(db: &dyn Db, file: SourceFile) -> (Env, Vec<Diagnostic>) {
         }
     }
 
-    // `let` and `site` values, in dependency order; members of a cycle stay unknown.
-    let values: BTreeMap<&str, (&Expr, ItemKind, &str, u32, Span)> = parsed
+    add_values(&mut env, parsed, &mut diagnostics);
+    (env, diagnostics)
+}
+
+/// One `let` or `site` of a file, for ordering values by dependency.
+struct Value<'a> {
+    name: &'a str,
+    expr: &'a Expr,
+    kind: ItemKind,
+    docs: &'a str,
+    /// The offset of the item in the file.
+    offset: u32,
+    /// The declared name, relative to the item.
+    span: Span,
+}
+
+/// Types the `let` and `site` values of a file in dependency order and adds them to `env`.
+/// Each cycle is reported once, and the members of a cycle stay unknown.
+fn add_values(env: &mut Env, parsed: &[(u32, &Item, &str)], diagnostics: &mut Vec<Diagnostic>) {
+    const UNSEEN: u8 = 0;
+    const VISITING: u8 = 1;
+    const DONE: u8 = 2;
+    let values: Vec<Value<'_>> = parsed
         .iter()
-        .filter_map(|(offset, item, docs)| match item {
-            Item::Let(v) | Item::Site(v) => Some((v.name.name.as_str(), (&v.value, item.kind(), *docs, *offset, v.name.span))),
+        .filter_map(|&(offset, item, docs)| match item {
+            Item::Let(v) | Item::Site(v) => Some(Value { name: &v.name.name, expr: &v.value, kind: item.kind(), docs, offset, span: v.name.span }),
             _ => None,
         })
         .collect();
-    let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 = visiting, 2 = done
-    let mut reported_cycle: BTreeSet<&str> = BTreeSet::new();
-    for start in values.keys().copied() {
-        // Depth-first search with an explicit stack: (name, children pushed?).
-        let mut stack: Vec<(&str, bool)> = vec![(start, false)];
-        while let Some((name, expanded)) = stack.pop() {
-            if state.get(name) == Some(&2) {
+    // A name defined twice means its last definition, because the later entry replaces the
+    // earlier one in `index`. The earlier is never typed, and `duplicates` reports it.
+    // Values are visited in source order.
+    let index: NameMap<&str, usize> = values.iter().enumerate().map(|(i, v)| (v.name, i)).collect();
+    let mut state: Vec<u8> = values.iter().enumerate().map(|(i, v)| if index[v.name] == i { UNSEEN } else { DONE }).collect();
+    let mut in_cycle = vec![false; values.len()];
+    let mut names: Vec<&str> = Vec::new();
+    for start in 0..values.len() {
+        // Depth-first search with an explicit stack: (value, children pushed?).
+        let mut stack: Vec<(usize, bool)> = vec![(start, false)];
+        while let Some((at, expanded)) = stack.pop() {
+            if state[at] == DONE {
                 continue;
             }
-            let (expr, kind, docs, _, _) = values[name];
+            let value = &values[at];
             if expanded {
-                let ty = if reported_cycle.contains(name) { Ty::Unknown } else { Checker::new(&env).expr(expr) };
-                env.symbols.insert(name.to_string(), local(ty, kind, docs));
-                state.insert(name, 2);
+                let ty = if in_cycle[at] { Ty::Unknown } else { Checker::new(env).expr(value.expr) };
+                let symbol = Symbol { kind: Some(value.kind), ty, docs: value.docs.to_string(), origin: Origin::Local };
+                env.symbols.insert(value.name.to_string(), symbol);
+                state[at] = DONE;
                 continue;
             }
-            state.insert(name, 1);
-            stack.push((name, true));
-            for dep in free_names(expr) {
-                let Some((dep_name, _)) = values.get_key_value(dep.as_str()) else { continue };
-                match state.get(dep_name) {
-                    Some(1) => {
-                        if reported_cycle.insert(dep_name) {
-                            let (_, _, _, offset, span) = values[dep_name];
-                            let (_, _, _, user_offset, user_span) = values[name];
-                            diagnostics.push(
-                                Diagnostic::error(Code::Cycle, format!("`{dep_name}` is defined in terms of itself"))
-                                    .with_label(Label::primary(span.shift(offset), "this definition depends on itself"))
-                                    .with_label(Label::secondary(user_span.shift(user_offset), format!("`{name}` takes part in the cycle")))
-                                    .with_help("try giving one of the values a literal"),
-                            );
+            state[at] = VISITING;
+            stack.push((at, true));
+            read_names_into(value.expr, &mut names);
+            for &dep_name in &names {
+                let Some(&dep) = index.get(dep_name) else { continue };
+                match state[dep] {
+                    VISITING => {
+                        if !in_cycle[dep] {
+                            in_cycle[dep] = true;
+                            diagnostics.push(cycle_error(&values[dep], value));
                         }
-                        reported_cycle.insert(name);
+                        in_cycle[at] = true;
                     }
-                    Some(_) => {}
-                    None => stack.push((dep_name, false)),
+                    DONE => {}
+                    _ => stack.push((dep, false)),
                 }
             }
         }
     }
-    (env, diagnostics)
+}
+
+/// Reports a cycle through `value`, found while visiting `user`, which reads it.
+fn cycle_error(value: &Value<'_>, user: &Value<'_>) -> Diagnostic {
+    // A value that names itself gets its use pointed at, not its name twice.
+    let other = if value.name == user.name {
+        let use_span = first_use(user.expr, user.name).unwrap_or(user.span);
+        Label::secondary(use_span.shift(user.offset), "used in its own definition")
+    } else {
+        Label::secondary(user.span.shift(user.offset), format!("`{}` takes part in the cycle", user.name))
+    };
+    Diagnostic::error(Code::Cycle, format!("`{}` is defined in terms of itself", value.name))
+        .with_label(Label::primary(value.span.shift(value.offset), "this definition depends on itself"))
+        .with_label(other)
+        .with_help("try giving one of the values a literal")
 }
 
 fn model_info(env: &Env, m: &syntax::ModelDecl, docs: &str) -> ModelInfo {
@@ -421,15 +517,67 @@ pub fn resolve_path(env: &Env, path: &syntax::Path) -> Option<Ty> {
     env.paths.get(&path.dotted()).map(|s| s.ty.clone())
 }
 
-/// Names an expression reads, without duplicates.
+/// Finds the first place `e` reads `name`, in source order.
+fn first_use(e: &Expr, name: &str) -> Option<Span> {
+    let mut stack = vec![e];
+    let mut first: Option<Span> = None;
+    while let Some(e) = stack.pop() {
+        if let ExprKind::Name(id) = &e.kind {
+            if id.name == name && first.is_none_or(|f| id.span.start < f.start) {
+                first = Some(id.span);
+            }
+        }
+        stack.extend(children(e));
+    }
+    first
+}
+
+/// Lists the subexpressions of `e`.
+fn children(e: &Expr) -> Vec<&Expr> {
+    match &e.kind {
+        ExprKind::Field { base, .. } => vec![base],
+        ExprKind::Call { callee, args } => std::iter::once(callee.as_ref()).chain(args).collect(),
+        ExprKind::Index { base, index } => vec![base, index],
+        ExprKind::Tuple(es) | ExprKind::List(es) => es.iter().collect(),
+        ExprKind::Record { fields, .. } => fields
+            .iter()
+            .filter_map(|f| match &f.value {
+                syntax::FieldValue::Expr(e) => Some(e),
+                syntax::FieldValue::Stages(_) => None,
+            })
+            .collect(),
+        ExprKind::Paren(inner) => vec![inner],
+        ExprKind::Unary { operand, .. } => vec![operand],
+        ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+        ExprKind::Name(_) | ExprKind::Quantity { .. } | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Error => Vec::new(),
+    }
+}
+
+/// Names an expression reads, sorted and without duplicates.
 pub fn free_names(e: &Expr) -> Vec<String> {
-    let mut out = BTreeSet::new();
+    let mut names = Vec::new();
+    read_names_into(e, &mut names);
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Replaces the contents of `out` with the names `e` reads, sorted and without duplicates.
+/// The names are borrowed from the tree, and the caller reuses `out` to save an allocation
+/// per expression.
+fn read_names_into<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+    out.clear();
+    // Most values are a literal or a name, which need no stack.
+    match &e.kind {
+        ExprKind::Name(id) => {
+            out.push(id.name.as_str());
+            return;
+        }
+        ExprKind::Quantity { .. } | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Error => return,
+        _ => {}
+    }
     let mut stack = vec![e];
     while let Some(e) = stack.pop() {
         match &e.kind {
-            ExprKind::Name(id) => {
-                out.insert(id.name.clone());
-            }
+            ExprKind::Name(id) => out.push(id.name.as_str()),
             ExprKind::Field { base, .. } => stack.push(base),
             ExprKind::Call { callee, args } => {
                 stack.push(callee);
@@ -456,5 +604,6 @@ pub fn free_names(e: &Expr) -> Vec<String> {
             ExprKind::Quantity { .. } | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Error => {}
         }
     }
-    out.into_iter().collect()
+    out.sort_unstable();
+    out.dedup();
 }

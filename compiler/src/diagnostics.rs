@@ -400,8 +400,8 @@ impl<'a> Excerpt<'a> {
         }
     }
 
-    /// The excerpt offset of an offset of the original; an offset that was left out maps
-    /// to the end of the run before it.
+    /// Maps an offset of the original to the excerpt. An offset that was left out maps to
+    /// the end of the run before it.
     fn to_excerpt(&self, offset: usize) -> usize {
         let i = self.runs.partition_point(|r| r.0 <= offset);
         match i.checked_sub(1).map(|i| self.runs[i]) {
@@ -410,7 +410,7 @@ impl<'a> Excerpt<'a> {
         }
     }
 
-    /// The original offset of an excerpt offset; the inverse of [`Excerpt::to_excerpt`].
+    /// Maps an offset of the excerpt to the original, the inverse of [`Excerpt::to_excerpt`].
     fn to_original(&self, offset: usize) -> usize {
         let i = self.runs.partition_point(|r| r.1 <= offset);
         match i.checked_sub(1).map(|i| self.runs[i]) {
@@ -438,13 +438,13 @@ impl SourceCode for Excerpt<'_> {
     }
 }
 
-/// The offset where the line containing `offset` starts.
+/// Finds where the line containing `offset` starts.
 fn line_start(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].rfind('\n').map_or(0, |n| n + 1)
 }
 
-/// The offset of the newline that ends the line containing `offset`, or the end of text.
-/// A `\r` before the newline stays part of the line.
+/// Finds the newline that ends the line containing `offset`, or the end of the text. A
+/// `\r` before the newline stays part of the line.
 fn line_end(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
     text[offset..].find('\n').map_or(text.len(), |n| offset + n)

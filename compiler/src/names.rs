@@ -45,6 +45,43 @@ pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     best.map(|(_, c)| c)
 }
 
+/// A hash map keyed by short names: units, items, fields.
+pub(crate) type NameMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<NameHasher>>;
+
+/// FNV-1a (Fowler, Noll and Vo), 64-bit. For names of a few bytes it hashes several times
+/// faster than the standard library's SipHash. The maps it serves are built from the
+/// user's own spec, so SipHash's protection against chosen collisions buys nothing.
+pub(crate) struct NameHasher(u64);
+
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(FNV_OFFSET_BASIS)
+    }
+}
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(FNV_PRIME);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Help text listing the names that may be written in place of an unknown one, e.g.
+/// ``try one of the loaders: `image`, `map` ``.
+pub fn try_one_of<'a>(what: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    format!("try one of {what}: {}", quoted.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

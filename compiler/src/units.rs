@@ -11,8 +11,11 @@
 //! 9.80665 m/s² (3rd CGPM, 1901), so the pound-force is 4.4482216152605 N.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::Serialize;
+
+use crate::names::NameMap;
 
 const NAMES: [&str; 8] = ["m", "kg", "s", "A", "K", "mol", "cd", "rad"];
 
@@ -233,17 +236,28 @@ const PREFIXES: &[(&str, f64)] = &[
 
 /// Looks up one unit name, with or without an SI prefix.
 pub fn lookup(name: &str) -> Option<Unit> {
-    if let Some(u) = UNITS.iter().find(|u| u.name == name) {
-        return Some(Unit { factor: u.factor, dim: u.dim });
-    }
-    for (prefix, scale) in PREFIXES {
-        if let Some(base) = name.strip_prefix(prefix) {
-            if let Some(u) = UNITS.iter().find(|u| u.name == base && u.prefixable) {
-                return Some(Unit { factor: scale * u.factor, dim: u.dim });
+    unit_table().get(name).copied()
+}
+
+/// Builds, once, the table of every unit name with and without prefixes. A name that is a
+/// unit itself (`min`, `h`) means that unit. Otherwise the first prefix in [`PREFIXES`]
+/// order that leaves a prefixable unit wins, so `dam` is deca-metre, not deci-`am`. The
+/// table turns the check of each literal into one hash lookup instead of hundreds of string
+/// comparisons.
+fn unit_table() -> &'static NameMap<String, Unit> {
+    static TABLE: OnceLock<NameMap<String, Unit>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = NameMap::default();
+        for u in UNITS {
+            table.entry(u.name.to_string()).or_insert(Unit { factor: u.factor, dim: u.dim });
+        }
+        for (prefix, scale) in PREFIXES {
+            for u in UNITS.iter().filter(|u| u.prefixable) {
+                table.entry(format!("{prefix}{}", u.name)).or_insert(Unit { factor: scale * u.factor, dim: u.dim });
             }
         }
-    }
-    None
+        table
+    })
 }
 
 /// A human description of a unit name, for hover: `kilo` + `metre`.

@@ -4,7 +4,7 @@
 use super::{Checker, Env, Ty, compatible};
 use crate::db::resolve_path;
 use crate::diagnostics::{Code, Diagnostic, Label};
-use crate::names::closest;
+use crate::names::{closest, try_one_of};
 use crate::syntax::*;
 use crate::units::Dim;
 
@@ -97,7 +97,7 @@ fn check_context(c: &mut Checker<'_>, ctx: &ContextDecl) {
             .with_label(Label::primary(ctx.loader.span, "not a loader"));
         d = match closest(&ctx.loader.name, names.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!("the loaders are: {}", names.join(", "))),
+            None => d.with_help(try_one_of("the loaders", names.iter().copied())),
         };
         c.diagnostics.push(d);
         return;
@@ -163,7 +163,7 @@ fn check_clauses(c: &mut Checker<'_>, b: &ClauseBlock, is_goal: bool) {
                 let tt = c.expr(target);
                 if !compatible(&wt, &tt) {
                     c.diagnostics.push(
-                        Diagnostic::error(Code::ComparisonDimension, format!("cannot reach {} with {}", tt.describe(), wt.describe()))
+                        Diagnostic::error(Code::ComparisonDimension, format!("the target of `reach` is {}, but what reaches it is {}", tt.describe(), wt.describe()))
                             .with_label(Label::primary(target.span, format!("this is {}", tt.describe())))
                             .with_label(Label::secondary(what.span, format!("this is {}", wt.describe())))
                             .with_help("try a target of the same kind, e.g. a site for `robot.position`"),
@@ -213,7 +213,7 @@ fn check_clauses(c: &mut Checker<'_>, b: &ClauseBlock, is_goal: bool) {
 fn misplaced(c: &mut Checker<'_>, span: Span, what: &str) {
     c.diagnostics.push(
         Diagnostic::error(Code::MisplacedClause, format!("{what} belongs in a `goal`, not a `constraint`"))
-            .with_label(Label::primary(span, "not a condition"))
+            .with_label(Label::primary(span, "not allowed in a constraint"))
             .with_help("try moving this clause into a `goal` block"),
     );
 }
@@ -259,7 +259,7 @@ fn check_world(c: &mut Checker<'_>, w: &WorldDecl) {
             .with_label(Label::primary(w.kind.span, "not a world model kind"));
         d = match closest(&w.kind.name, WORLD_KINDS.iter().copied()) {
             Some(s) => d.with_help(format!("did you mean `{s}`?")),
-            None => d.with_help(format!("the kinds are: {}", WORLD_KINDS.join(", "))),
+            None => d.with_help(try_one_of("the kinds", WORLD_KINDS.iter().copied())),
         };
         c.diagnostics.push(d);
     }
@@ -288,7 +288,7 @@ fn check_settings(c: &mut Checker<'_>, fields: &[Field], known: &[(&str, Setting
             d = match closest(&f.name.name, names.iter().copied()) {
                 Some(s) => d.with_help(format!("did you mean `{s}`?")),
                 None if names.is_empty() => d.with_help(format!("{owner} takes no settings")),
-                None => d.with_help(format!("the settings are: {}", names.join(", "))),
+                None => d.with_help(try_one_of("the settings", names.iter().copied())),
             };
             c.diagnostics.push(d);
             continue;
@@ -343,7 +343,7 @@ fn check_solver(c: &mut Checker<'_>, value: &FieldValue) {
                     .with_label(Label::primary(name.span, "not a solver"));
                 d = match closest(&name.name, names.iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
-                    None => d.with_help(format!("the solvers are: {}", names.join(", "))),
+                    None => d.with_help(try_one_of("the solvers", names.iter().copied())),
                 };
                 c.diagnostics.push(d);
             }
@@ -400,15 +400,21 @@ fn check_refine(c: &mut Checker<'_>, r: &RefineDecl) {
                     _ => t.clone(),
                 };
                 if !compatible(&want, &vt) {
-                    let mut d = Diagnostic::error(
-                        Code::FieldDimension,
-                        format!("`{}` {} expects {}, found {}", target.dotted(), op.symbol(), want.describe(), vt.describe()),
-                    )
-                    .with_label(Label::primary(value.span, format!("this is {}", vt.describe())))
-                    .with_label(Label::secondary(target.span, format!("this is {}", t.describe())));
-                    if matches!(op, AssignOp::Mul | AssignOp::Div) {
-                        d = d.with_help("try a plain factor such as `1.15`, or `=` to set a new value with a unit");
-                    }
+                    let assignment = format!("{} {}", target.dotted(), op.symbol());
+                    let found = vt.describe();
+                    let d = if matches!(op, AssignOp::Mul | AssignOp::Div) {
+                        Diagnostic::error(Code::FieldDimension, format!("`{assignment}` takes a dimensionless factor, found {found}"))
+                            .with_label(Label::primary(value.span, format!("this is {found}")))
+                            .with_help("try a plain factor such as `1.15`, or `=` to set a new value with a unit")
+                    } else {
+                        let mut d = Diagnostic::error(Code::FieldDimension, format!("`{assignment}` expects {}, found {found}", want.describe()))
+                            .with_label(Label::primary(value.span, format!("this is {found}")))
+                            .with_label(Label::secondary(target.span, format!("this is {}", t.describe())));
+                        if let Some(fix) = super::fix_for(&vt, &want) {
+                            d = d.with_help(fix);
+                        }
+                        d
+                    };
                     c.diagnostics.push(d);
                 }
             }

@@ -69,6 +69,11 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
     }
     expected.sort_unstable();
     expected.dedup();
+    if let Some(quote) = unterminated_string(text) {
+        return Diagnostic::error(Code::Syntax, "unterminated string")
+            .with_label(Label::primary(Span::new(quote, quote + 1), "this string is not closed on its line"))
+            .with_help("try closing the string with `\"` on the same line");
+    }
     if let Some((open, close)) = unclosed_bracket(text) {
         let pos = pos.min(text.len());
         return Diagnostic::error(Code::Syntax, format!("unclosed `{}`", &text[open..open + 1]))
@@ -76,23 +81,75 @@ fn syntax_error(text: &str, e: pest::error::Error<Rule>) -> Diagnostic {
             .with_label(Label::secondary(Span::new(pos, pos), format!("expected `{close}` by here")))
             .with_help(format!("try adding `{close}`"));
     }
-    let found = describe_found(text, pos);
+    let keyword = keyword_at(text, pos);
+    let found = match keyword {
+        Some(word) => format!("the keyword `{word}`"),
+        None => describe_found(text, pos),
+    };
     let message = if expected.is_empty() {
         format!("unexpected {found}")
     } else {
         format!("expected {}, found {found}", join_or(&expected))
     };
-    let len = text[pos..].chars().next().map_or(0, |c| if c == '\n' || c == '\r' { 0 } else { c.len_utf8() });
+    let len = match keyword {
+        Some(word) => word.len(),
+        None => text[pos..].chars().next().map_or(0, |c| if c == '\n' || c == '\r' { 0 } else { c.len_utf8() }),
+    };
     let (label_span, label) = if pos >= text.len() {
         (Span::new(pos, pos), "the declaration ends here".to_string())
     } else {
-        (Span::new(pos, pos + len.max(1)), format!("unexpected {found}"))
+        let label = if keyword.is_some() { "a keyword, not a name".to_string() } else { format!("unexpected {found}") };
+        (Span::new(pos, pos + len.max(1)), label)
     };
     let mut d = Diagnostic::error(Code::Syntax, message).with_label(Label::primary(label_span, label));
-    if let Some(help) = syntax_help(text, pos, &expected) {
+    let help = match keyword {
+        Some(word) if expected.contains(&"a name") => Some(format!("try another name: `{word}` is a keyword")),
+        _ => syntax_help(text, pos, &expected),
+    };
+    if let Some(help) = help {
         d = d.with_help(help);
     }
     d
+}
+
+/// Finds the keyword of the grammar that starts at `pos`, if any.
+fn keyword_at(text: &str, pos: usize) -> Option<&str> {
+    let rest = text.get(pos..)?;
+    let word_len = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    let word = &rest[..word_len];
+    let matched = BasinParser::parse(Rule::keyword, word).ok()?.next()?;
+    (!word.is_empty() && matched.as_str() == word).then_some(word)
+}
+
+/// Finds the first `"` whose string is not closed before the end of its line, skipping
+/// comments.
+fn unterminated_string(text: &str) -> Option<usize> {
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => loop {
+                match chars.next() {
+                    Some((_, '\\')) => {
+                        if chars.peek().is_some_and(|&(_, d)| d != '\n') {
+                            chars.next();
+                        }
+                    }
+                    Some((_, '"')) => break,
+                    Some((_, '\n')) | None => return Some(i),
+                    Some(_) => {}
+                }
+            },
+            '/' if chars.peek().map(|p| p.1) == Some('/') => {
+                for (_, d) in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The first opening bracket left unclosed at the end of `text`, with its closing partner;
@@ -176,6 +233,43 @@ fn join_or(items: &[&str]) -> String {
 fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let s = pair.as_span();
     Span::new(s.start(), s.end())
+}
+
+/// Computes the span of `pair` without the whitespace and comments at its end. pest skips
+/// them before trying an optional last part such as `hard` or `= default`, and keeps them
+/// in the span when that part is absent, which would stretch labels to the next line.
+fn trimmed_span(pair: &Pair<'_, Rule>) -> Span {
+    let span = pair.as_span();
+    let mut text = span.as_str();
+    loop {
+        let trimmed = text.trim_end();
+        let line_start = trimmed.rfind('\n').map_or(0, |n| n + 1);
+        match comment_start(&trimmed[line_start..]) {
+            Some(at) => text = &trimmed[..line_start + at],
+            None => {
+                text = trimmed;
+                break;
+            }
+        }
+    }
+    Span::new(span.start(), span.start() + text.len())
+}
+
+/// Finds where a `//` comment starts in one line, skipping strings.
+fn comment_start(line: &str) -> Option<usize> {
+    let mut in_string = false;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if in_string => {
+                chars.next();
+            }
+            '"' => in_string = !in_string,
+            '/' if !in_string && chars.peek().map(|p| p.1) == Some('/') => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 struct Builder {
@@ -264,7 +358,7 @@ impl Builder {
     }
 
     fn clause(&mut self, pair: Pair<'_, Rule>) -> Clause {
-        let span = span_of(&pair);
+        let span = trimmed_span(&pair);
         let mut inner = pair.into_inner();
         let body = inner.next().expect("clause body");
         let kind = match body.as_rule() {
@@ -428,7 +522,7 @@ impl Builder {
     }
 
     fn refine_step(&mut self, pair: Pair<'_, Rule>) -> RefineStep {
-        let span = span_of(&pair);
+        let span = trimmed_span(&pair);
         let inner = pair.into_inner().next().expect("refine step");
         if inner.as_rule() == Rule::timed {
             let mut parts = inner.into_inner();
@@ -475,7 +569,7 @@ impl Builder {
     }
 
     fn member(&mut self, pair: Pair<'_, Rule>) -> Member {
-        let span = span_of(&pair);
+        let span = trimmed_span(&pair);
         let mut inner = pair.into_inner();
         let kind = match inner.next().expect("member kind").as_str() {
             "state" => MemberKind::State,
@@ -528,7 +622,7 @@ impl Builder {
 
     /// `NAME: EXPR` or `NAME: STAGE then STAGE …`
     fn field(&mut self, pair: Pair<'_, Rule>) -> Field {
-        let span = span_of(&pair);
+        let span = trimmed_span(&pair);
         let mut inner = pair.into_inner();
         let name = self.ident(inner.next().expect("field name"));
         let mut parts = inner.next().expect("field value").into_inner();
@@ -560,7 +654,7 @@ impl Builder {
 
     /// `NAME [{ FIELDS }]`
     fn stage(&mut self, pair: Pair<'_, Rule>) -> Stage {
-        let span = span_of(&pair);
+        let span = trimmed_span(&pair);
         let mut inner = pair.into_inner();
         let name = self.ident(inner.next().expect("stage name"));
         let fields = inner.next().map(|b| self.field_block(b)).unwrap_or_default();

@@ -50,6 +50,24 @@ fn is_ident_continue(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
 
+/// Whether the scan must look at byte `b` on its own: whitespace, which ends a token, and
+/// the starts of comments, strings and brackets.
+fn matters(b: u8) -> bool {
+    MATTERS[b as usize]
+}
+
+/// [`matters`] as a table, which the scan reads once per byte of most lines.
+static MATTERS: [bool; 256] = {
+    let mut table = [false; 256];
+    let bytes = b"\n\r \t/\"()[]{}";
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Splits `text` into items and comments.
 pub fn split(text: &str) -> Split {
     let bytes = text.as_bytes();
@@ -70,7 +88,8 @@ pub fn split(text: &str) -> Split {
     };
 
     while i < bytes.len() {
-        let c = text[i..].chars().next().unwrap_or('\0');
+        // Decoding only non-ASCII bytes keeps the scan cheap on the re-check of every edit.
+        let c = if bytes[i].is_ascii() { bytes[i] as char } else { text[i..].chars().next().unwrap_or('\0') };
         let width = c.len_utf8();
 
         if c == '\n' {
@@ -83,6 +102,9 @@ pub fn split(text: &str) -> Split {
         if c == ' ' || c == '\t' || c == '\r' {
             column_zero = false;
             i += 1;
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+                i += 1;
+            }
             continue;
         }
         if c == '/' && bytes.get(i + 1) == Some(&b'/') {
@@ -139,7 +161,15 @@ pub fn split(text: &str) -> Split {
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
+            _ => {
+                // The rest of a word or number changes nothing but the item's end, so it is
+                // skipped in one step. Every byte that matters is ASCII, so the run ends on
+                // a character boundary.
+                let run = bytes[i + width..].iter().position(|&b| matters(b)).map_or(bytes.len(), |n| i + width + n);
+                item.2 = run;
+                i = run;
+                continue;
+            }
         }
         item.2 = i + width;
         i += width;
