@@ -6,6 +6,7 @@ pub mod diagnostics;
 pub mod energy;
 pub mod fmt;
 pub mod ide;
+pub mod jit;
 pub mod names;
 pub mod plan;
 pub mod stdlib;
