@@ -33,6 +33,9 @@ enum Format {
 enum Emit {
     Plan,
     Json,
+    /// The Cranelift IR of the energy function that the JIT compiles, with term energies and
+    /// the gradient.
+    Clif,
 }
 
 #[derive(Subcommand)]
@@ -50,7 +53,8 @@ enum Command {
     Compile {
         /// The spec file.
         file: PathBuf,
-        /// What to print: the plan's text form or its JSON form.
+        /// What to print: the plan's text form, its JSON form, or the Cranelift IR of its
+        /// energy function.
         #[arg(long, value_enum, default_value = "plan")]
         emit: Emit,
         /// Write the output to this file (atomically) instead of standard output.
@@ -171,6 +175,7 @@ fn compile(path: &PathBuf, emit: Emit, output: Option<&PathBuf>, allow_outside: 
     let rendered = match emit {
         Emit::Plan => basin_compiler::plan::to_text(&plan),
         Emit::Json => serde_json::to_string_pretty(&plan)? + "\n",
+        Emit::Clif => basin_compiler::jit::clif(&plan, basin_compiler::jit::Outputs::ALL)?,
     };
     match output {
         Some(out) => write_atomically(out, &rendered)?,
