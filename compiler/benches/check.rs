@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use basin_compiler::Database;
-use basin_compiler::db::{check_file, file_diagnostics, file_env, file_items};
+use basin_compiler::db::{check_file, file_items, file_scope};
 use criterion::{Criterion, criterion_group, criterion_main};
 use salsa::Setter;
 
@@ -97,19 +97,16 @@ fn print_recheck_breakdown(spec: &str) {
     let file = db.add_file("bench.basin", spec.to_string());
     check_file(&db, file);
     let mut next = spec.replace(EDIT_FROM, EDIT_TO);
-    let mut totals = [Duration::ZERO; 5];
+    let mut totals = [Duration::ZERO; 4];
     for _ in 0..BREAKDOWN_RUNS {
         let start = Instant::now();
         next = file.set_text(&mut db).to(std::mem::take(&mut next));
-        let steps: [&dyn Fn(); 4] = [
+        let steps: [&dyn Fn(); 3] = [
             &|| {
                 black_box(file_items(&db, file).items.len());
             },
             &|| {
-                black_box(file_env(&db, file).symbols.len());
-            },
-            &|| {
-                black_box(file_diagnostics(&db, file).len());
+                black_box(file_scope(&db, file));
             },
             &|| {
                 black_box(check_file(&db, file).diagnostics.len());
@@ -124,7 +121,7 @@ fn print_recheck_breakdown(spec: &str) {
             last = now;
         }
     }
-    let names = ["set_text", "file_items", "file_env", "file_diagnostics", "check_file (items)"];
+    let names = ["set_text", "file_items", "file_scope", "check_file and check_item"];
     let parts: Vec<String> =
         names.iter().zip(totals).map(|(name, total)| format!("{name} {:.0} µs", total.as_secs_f64() * 1e6 / BREAKDOWN_RUNS as f64)).collect();
     println!("re-check by query, mean of {BREAKDOWN_RUNS} runs: {}", parts.join(", "));

@@ -223,7 +223,6 @@ pub const INTRINSICS: &[(&str, &str)] = &[
     ("circle", "circle(radius): a round obstacle."),
     ("simulate", "simulate(…): generate training data by simulating the named agents or designs in their context."),
     ("load_test", "load_test(force): a static load test of a design under the given force."),
-    ("tip_margin", "tip_margin(design, load): the horizontal distance by which the load line stays inside the base's support polygon."),
 ];
 
 /// Collects diagnostics while typing expressions of one item.
@@ -637,7 +636,7 @@ impl<'a> Checker<'a> {
         let arity = |n: usize| -> Option<usize> { (args.len() != n).then_some(n) };
         let expected_count = match name {
             "abs" | "sqrt" | "sin" | "cos" | "tan" | "exp" | "log" | "norm" | "circle" | "load_test" => arity(1),
-            "atan2" | "box" | "clearance" | "tip_margin" => arity(2),
+            "atan2" | "box" | "clearance" => arity(2),
             "pose" => arity(3),
             "min" | "max" => (args.len() < 2).then_some(2),
             _ => None,
@@ -734,7 +733,6 @@ impl<'a> Checker<'a> {
                 }
                 Ty::Num(Dim::LENGTH)
             }
-            "tip_margin" => Ty::Num(Dim::LENGTH),
             "pose" => {
                 let wanted = [Dim::LENGTH, Dim::LENGTH, Dim::ANGLE];
                 for (i, want) in wanted.iter().enumerate() {

@@ -42,7 +42,7 @@ pub fn parse_item(text: &str, too_deep_at: Option<u32>) -> ParsedItem {
         Ok(mut pairs) => {
             let mut b = Builder { diagnostics: Vec::new(), deepest: 0 };
             let item_pair = pairs.next().expect("the item rule matched");
-            let inner = item_pair.into_inner().find(|p| p.as_rule() != Rule::EOI).expect("an item has a declaration");
+            let inner = item_pair.children().find(|p| p.as_rule() != Rule::EOI).expect("an item has a declaration");
             let item = b.item(inner);
             ParsedItem { item: Some(item), diagnostics: b.diagnostics }
         }
@@ -230,6 +230,45 @@ fn join_or(items: &[&str]) -> String {
     }
 }
 
+/// Child pairs without the keyword tokens (`k_then`, `k_within`, …), which only mark word
+/// boundaries in the grammar.
+trait Children<'i> {
+    fn children(self) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool>;
+}
+
+impl<'i> Children<'i> for Pair<'i, Rule> {
+    fn children(self) -> std::iter::Filter<pest::iterators::Pairs<'i, Rule>, fn(&Pair<'i, Rule>) -> bool> {
+        fn keep(p: &Pair<'_, Rule>) -> bool {
+            !is_keyword_token(p.as_rule())
+        }
+        self.into_inner().filter(keep as fn(&Pair<'i, Rule>) -> bool)
+    }
+}
+
+fn is_keyword_token(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::k_then
+            | Rule::k_reach
+            | Rule::k_within
+            | Rule::k_finish_by
+            | Rule::k_minimize
+            | Rule::k_maximize
+            | Rule::k_until
+            | Rule::k_always
+            | Rule::k_eventually
+            | Rule::k_hard
+            | Rule::k_soft
+            | Rule::k_weight
+            | Rule::k_from
+            | Rule::k_at
+            | Rule::k_add
+            | Rule::k_obstacle
+            | Rule::k_rerun
+            | Rule::k_use
+    )
+}
+
 fn span_of(pair: &Pair<'_, Rule>) -> Span {
     let s = pair.as_span();
     Span::new(s.start(), s.end())
@@ -311,20 +350,20 @@ impl Builder {
 
     fn path(&self, pair: Pair<'_, Rule>) -> Path {
         let span = span_of(&pair);
-        Path { segments: pair.into_inner().map(|p| self.ident(p)).collect(), span }
+        Path { segments: pair.children().map(|p| self.ident(p)).collect(), span }
     }
 
     /// `use std.robots.diff_drive` or `use std.materials.{a, b}`
     fn use_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let path = self.path(inner.next().expect("use has a path"));
-        let group = inner.next().map(|g| g.into_inner().map(|p| self.ident(p)).collect());
+        let group = inner.next().map(|g| g.children().map(|p| self.ident(p)).collect());
         Item::Use(UseDecl { path, group })
     }
 
     /// `context NAME = LOADER(ARGS) { FIELDS }`
     fn context_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("context name"));
         let loader = self.ident(inner.next().expect("context loader"));
         let args = self.call_args(inner.next().expect("context arguments"));
@@ -334,7 +373,7 @@ impl Builder {
 
     /// `agent NAME = MODEL { FIELDS }` and `design NAME = MODEL { FIELDS }`
     fn instance(&mut self, pair: Pair<'_, Rule>, kind: ItemKind) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("instance name"));
         let model = self.path(inner.next().expect("instance model"));
         let fields = inner.next().map(|p| self.field_block(p)).unwrap_or_default();
@@ -343,7 +382,7 @@ impl Builder {
 
     /// `site NAME = EXPR` and `let NAME = EXPR`
     fn value_decl(&mut self, pair: Pair<'_, Rule>) -> ValueDecl {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("declared name"));
         let value = self.expr(inner.next().expect("declared value"));
         ValueDecl { name, value }
@@ -351,7 +390,7 @@ impl Builder {
 
     /// `goal NAME { CLAUSES }` and `constraint NAME { CLAUSES }`
     fn clause_block(&mut self, pair: Pair<'_, Rule>) -> ClauseBlock {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("block name"));
         let clauses = inner.map(|c| self.clause(c)).collect();
         ClauseBlock { name, clauses }
@@ -359,11 +398,11 @@ impl Builder {
 
     fn clause(&mut self, pair: Pair<'_, Rule>) -> Clause {
         let span = trimmed_span(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let body = inner.next().expect("clause body");
         let kind = match body.as_rule() {
             Rule::reach => {
-                let mut parts = body.into_inner().peekable();
+                let mut parts = body.children().peekable();
                 let then = parts.peek().is_some_and(|p| p.as_rule() == Rule::then_kw);
                 if then {
                     parts.next();
@@ -373,18 +412,18 @@ impl Builder {
                 let tolerance = parts.next().map(|p| self.expr(p));
                 ClauseKind::Reach { then, what, target, tolerance }
             }
-            Rule::finish_by => ClauseKind::FinishBy(self.expr(body.into_inner().next().expect("deadline"))),
-            Rule::minimize => ClauseKind::Minimize(self.expr(body.into_inner().next().expect("objective"))),
-            Rule::maximize => ClauseKind::Maximize(self.expr(body.into_inner().next().expect("objective"))),
+            Rule::finish_by => ClauseKind::FinishBy(self.expr(body.children().next().expect("deadline"))),
+            Rule::minimize => ClauseKind::Minimize(self.expr(body.children().next().expect("objective"))),
+            Rule::maximize => ClauseKind::Maximize(self.expr(body.children().next().expect("objective"))),
             Rule::formula => ClauseKind::Formula(self.formula(body)),
             other => unreachable!("clause body {other:?}"),
         };
         let strength = inner.next().map(|s| {
-            let s = s.into_inner().next().expect("hard or soft");
+            let s = s.children().next().expect("hard or soft");
             let span = span_of(&s);
             match s.as_rule() {
                 Rule::hard => Strength::Hard(span),
-                Rule::soft => Strength::Soft { weight: s.into_inner().next().map(|w| self.expr(w)), span },
+                Rule::soft => Strength::Soft { weight: s.children().next().map(|w| self.expr(w)), span },
                 other => unreachable!("strength {other:?}"),
             }
         });
@@ -395,7 +434,7 @@ impl Builder {
     fn formula(&mut self, pair: Pair<'_, Rule>) -> Formula {
         let span = span_of(&pair);
         let mut parts: Vec<Formula> = Vec::new();
-        for p in pair.into_inner() {
+        for p in pair.children() {
             if p.as_rule() == Rule::until_f {
                 parts.push(self.until(p));
             }
@@ -415,7 +454,7 @@ impl Builder {
     }
 
     fn until(&mut self, pair: Pair<'_, Rule>) -> Formula {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let lhs = self.temporal(inner.next().expect("until lhs"));
         match inner.next() {
             Some(rhs) => {
@@ -431,16 +470,16 @@ impl Builder {
     fn temporal(&mut self, pair: Pair<'_, Rule>) -> Formula {
         let mut ops: Vec<(Rule, Option<Window>, Span)> = Vec::new();
         let mut body = None;
-        for p in pair.into_inner() {
+        for p in pair.children() {
             match p.as_rule() {
                 Rule::temporal_op => {
-                    let op = p.into_inner().next().expect("temporal operator");
+                    let op = p.children().next().expect("temporal operator");
                     let span = span_of(&op);
                     let rule = op.as_rule();
                     let window = if rule == Rule::window {
                         Some(self.window(op))
                     } else {
-                        op.into_inner().next().map(|w| self.window(w))
+                        op.children().next().map(|w| self.window(w))
                     };
                     ops.push((rule, window, span));
                 }
@@ -480,7 +519,7 @@ impl Builder {
 
     fn window(&mut self, pair: Pair<'_, Rule>) -> Window {
         let span = span_of(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let start = self.expr(inner.next().expect("window start"));
         let end = self.expr(inner.next().expect("window end"));
         Window { start, end, span }
@@ -488,14 +527,14 @@ impl Builder {
 
     /// `world NAME = KIND { [from EXPR] FIELDS }`
     fn world_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("world name"));
         let kind = self.ident(inner.next().expect("world kind"));
         let mut from = None;
         let mut fields = Vec::new();
         for p in inner {
             match p.as_rule() {
-                Rule::world_from => from = Some(self.expr(p.into_inner().next().expect("world source"))),
+                Rule::world_from => from = Some(self.expr(p.children().next().expect("world source"))),
                 Rule::field => fields.push(self.field(p)),
                 other => unreachable!("world part {other:?}"),
             }
@@ -507,13 +546,13 @@ impl Builder {
     fn plan_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
         let span = span_of(&pair);
         let keyword = Span { start: span.start, end: span.start + 4 };
-        let block = pair.into_inner().next().expect("plan block");
+        let block = pair.children().next().expect("plan block");
         Item::Plan(PlanDecl { keyword, fields: self.field_block(block) })
     }
 
     /// `refine "NAME" { STEPS }`
     fn refine_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name_pair = inner.next().expect("refine name");
         let name_span = span_of(&name_pair);
         let name = unescape(name_pair.as_str());
@@ -523,9 +562,9 @@ impl Builder {
 
     fn refine_step(&mut self, pair: Pair<'_, Rule>) -> RefineStep {
         let span = trimmed_span(&pair);
-        let inner = pair.into_inner().next().expect("refine step");
+        let inner = pair.children().next().expect("refine step");
         if inner.as_rule() == Rule::timed {
-            let mut parts = inner.into_inner();
+            let mut parts = inner.children();
             let at = self.expr(parts.next().expect("refine time"));
             let action = self.refine_action(parts.next().expect("timed action"));
             RefineStep { at: Some(at), action, span }
@@ -537,14 +576,14 @@ impl Builder {
     fn refine_action(&mut self, pair: Pair<'_, Rule>) -> RefineAction {
         match pair.as_rule() {
             Rule::add_obstacle => {
-                let mut parts = pair.into_inner();
+                let mut parts = pair.children();
                 let shape = self.expr(parts.next().expect("obstacle shape"));
                 let at = self.expr(parts.next().expect("obstacle position"));
                 RefineAction::AddObstacle { shape, at }
             }
-            Rule::rerun => RefineAction::Rerun(self.ident(pair.into_inner().next().expect("rerun target"))),
+            Rule::rerun => RefineAction::Rerun(self.ident(pair.children().next().expect("rerun target"))),
             Rule::assign => {
-                let mut parts = pair.into_inner();
+                let mut parts = pair.children();
                 let target = self.path(parts.next().expect("assign target"));
                 let op = match parts.next().expect("assign operator").as_str() {
                     "*=" => AssignOp::Mul,
@@ -562,7 +601,7 @@ impl Builder {
 
     /// `model NAME { (state|action|param|signal) NAME: UNIT [= EXPR] [within EXPR] }`
     fn model_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("model name"));
         let members = inner.map(|m| self.member(m)).collect();
         Item::Model(ModelDecl { name, members })
@@ -570,7 +609,7 @@ impl Builder {
 
     fn member(&mut self, pair: Pair<'_, Rule>) -> Member {
         let span = trimmed_span(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let kind = match inner.next().expect("member kind").as_str() {
             "state" => MemberKind::State,
             "action" => MemberKind::Action,
@@ -583,7 +622,7 @@ impl Builder {
         let mut bounds = None;
         for p in inner {
             let rule = p.as_rule();
-            let e = self.expr(p.into_inner().next().expect("member expression"));
+            let e = self.expr(p.children().next().expect("member expression"));
             if rule == Rule::member_default {
                 default = Some(e);
             } else {
@@ -595,7 +634,7 @@ impl Builder {
 
     /// `fn NAME(PARAM: UNIT, …) -> UNIT = EXPR`
     fn fn_decl(&mut self, pair: Pair<'_, Rule>) -> Item {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("function name"));
         let mut params = Vec::new();
         let mut ret = None;
@@ -603,7 +642,7 @@ impl Builder {
         for p in inner {
             match p.as_rule() {
                 Rule::fn_param => {
-                    let mut parts = p.into_inner();
+                    let mut parts = p.children();
                     let name = self.ident(parts.next().expect("parameter name"));
                     let ty = self.type_expr(parts.next().expect("parameter type"));
                     params.push(FnParam { name, ty });
@@ -617,15 +656,15 @@ impl Builder {
     }
 
     fn field_block(&mut self, pair: Pair<'_, Rule>) -> Vec<Field> {
-        pair.into_inner().map(|f| self.field(f)).collect()
+        pair.children().map(|f| self.field(f)).collect()
     }
 
     /// `NAME: EXPR` or `NAME: STAGE then STAGE …`
     fn field(&mut self, pair: Pair<'_, Rule>) -> Field {
         let span = trimmed_span(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("field name"));
-        let mut parts = inner.next().expect("field value").into_inner();
+        let mut parts = inner.next().expect("field value").children();
         let first = self.expr(parts.next().expect("field value expression"));
         let stages: Vec<Stage> = parts.map(|st| self.stage(st)).collect();
         let value = if stages.is_empty() { FieldValue::Expr(first) } else { self.stages(first, stages) };
@@ -655,22 +694,22 @@ impl Builder {
     /// `NAME [{ FIELDS }]`
     fn stage(&mut self, pair: Pair<'_, Rule>) -> Stage {
         let span = trimmed_span(&pair);
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let name = self.ident(inner.next().expect("stage name"));
         let fields = inner.next().map(|b| self.field_block(b)).unwrap_or_default();
         Stage { name, fields, span }
     }
 
     fn call_args(&mut self, pair: Pair<'_, Rule>) -> Vec<Expr> {
-        pair.into_inner().map(|e| self.expr(e)).collect()
+        pair.children().map(|e| self.expr(e)).collect()
     }
 
     /// `UNIT`, `1`, `NAME` or `(TYPE, TYPE, …)`
     fn type_expr(&mut self, pair: Pair<'_, Rule>) -> TypeExpr {
-        let inner = pair.into_inner().next().expect("type body");
+        let inner = pair.children().next().expect("type body");
         let span = span_of(&inner);
         if inner.as_rule() == Rule::tuple_type {
-            TypeExpr::Tuple(inner.into_inner().map(|p| self.type_expr(p)).collect(), span)
+            TypeExpr::Tuple(inner.children().map(|p| self.type_expr(p)).collect(), span)
         } else {
             let mut factors = Vec::new();
             let mut sign = 1;
@@ -684,11 +723,11 @@ impl Builder {
         let mut operands: Vec<(Expr, u32)> = Vec::new();
         let mut ops: Vec<StackOp> = Vec::new();
 
-        for p in pair.into_inner() {
+        for p in pair.children() {
             if p.as_rule() == Rule::operand {
-                for part in p.into_inner() {
+                for part in p.children() {
                     if part.as_rule() == Rule::prefix {
-                        let op_pair = part.into_inner().next().expect("prefix operator");
+                        let op_pair = part.children().next().expect("prefix operator");
                         let op = if op_pair.as_rule() == Rule::neg { UnOp::Neg } else { UnOp::Not };
                         ops.push(StackOp::Prefix(op, span_of(&op_pair)));
                     } else {
@@ -769,14 +808,14 @@ impl Builder {
     }
 
     fn postfix_expr(&mut self, pair: Pair<'_, Rule>) -> (Expr, u32) {
-        let mut inner = pair.into_inner();
+        let mut inner = pair.children();
         let (mut e, mut depth) = self.primary(inner.next().expect("primary"));
         for post in inner {
-            let post = post.into_inner().next().expect("postfix body");
+            let post = post.children().next().expect("postfix body");
             let span = e.span.to(span_of(&post));
             let (kind, child_depth) = match post.as_rule() {
                 Rule::field_access => {
-                    let field = self.ident(post.into_inner().next().expect("field name"));
+                    let field = self.ident(post.children().next().expect("field name"));
                     (ExprKind::Field { base: Box::new(e), field }, depth)
                 }
                 Rule::call_args => {
@@ -784,7 +823,7 @@ impl Builder {
                     (ExprKind::Call { callee: Box::new(e), args }, depth.max(args_depth))
                 }
                 Rule::index => {
-                    let (index, index_depth) = self.measured(|b| b.expr(post.into_inner().next().expect("index expression")));
+                    let (index, index_depth) = self.measured(|b| b.expr(post.children().next().expect("index expression")));
                     (ExprKind::Index { base: Box::new(e), index: Box::new(index) }, depth.max(index_depth))
                 }
                 other => unreachable!("postfix {other:?}"),
@@ -795,7 +834,7 @@ impl Builder {
     }
 
     fn primary(&mut self, pair: Pair<'_, Rule>) -> (Expr, u32) {
-        let inner = pair.into_inner().next().expect("primary body");
+        let inner = pair.children().next().expect("primary body");
         let span = span_of(&inner);
         let (kind, children_depth) = self.measured(|b| b.primary_kind(inner));
         self.bounded(Expr { kind, span }, children_depth + 1)
@@ -805,7 +844,7 @@ impl Builder {
         let span = span_of(&inner);
         match inner.as_rule() {
             Rule::quantity => {
-                let mut parts = inner.into_inner();
+                let mut parts = inner.children();
                 let number = parts.next().expect("number");
                 let text = number.as_str().to_string();
                 let value = text.replace('_', "").parse::<f64>().unwrap_or(f64::NAN);
@@ -829,7 +868,7 @@ impl Builder {
             Rule::boolean => ExprKind::Bool(inner.as_str() == "true"),
             Rule::ident => ExprKind::Name(self.ident(inner)),
             Rule::paren => {
-                let mut parts: Vec<Expr> = inner.into_inner().map(|e| self.expr(e)).collect();
+                let mut parts: Vec<Expr> = inner.children().map(|e| self.expr(e)).collect();
                 match parts.pop() {
                     Some(only) if parts.is_empty() => ExprKind::Paren(Box::new(only)),
                     Some(last) => {
@@ -839,9 +878,9 @@ impl Builder {
                     None => unreachable!("the paren rule holds an expression"),
                 }
             }
-            Rule::list => ExprKind::List(inner.into_inner().map(|e| self.expr(e)).collect()),
+            Rule::list => ExprKind::List(inner.children().map(|e| self.expr(e)).collect()),
             Rule::record => {
-                let mut parts = inner.into_inner();
+                let mut parts = inner.children();
                 let name = self.ident(parts.next().expect("record name"));
                 let fields = self.field_block(parts.next().expect("record fields"));
                 ExprKind::Record { name, fields }
@@ -878,13 +917,13 @@ fn drop_iteratively(e: Expr) {
 }
 
 fn collect_unit(pair: Pair<'_, Rule>, factors: &mut Vec<UnitFactor>, sign: &mut i32) {
-    for p in pair.into_inner() {
+    for p in pair.children() {
         match p.as_rule() {
             Rule::unit => collect_unit(p, factors, sign),
             Rule::unit_op => *sign = if p.as_str() == "/" { -1 } else { 1 },
             Rule::unit_pow => {
                 let span = span_of(&p);
-                let mut parts = p.into_inner();
+                let mut parts = p.children();
                 let name = parts.next().expect("unit name").as_str().to_string();
                 let power = parts.next().map_or(1, |n| n.as_str().parse::<i32>().unwrap_or(i32::MAX).clamp(-99, 99));
                 factors.push(UnitFactor { name, power: power * *sign, span });
