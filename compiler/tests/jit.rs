@@ -301,6 +301,19 @@ fn workspace_reuse_overwrites_gradient() {
 }
 
 #[test]
+fn one_compiled_energy_serves_threads() {
+    let plan = compile_example("warehouse");
+    let compiled = jit::compile(&plan, Outputs::ALL).expect("compiles");
+    let decisions: Vec<Decision> = (0..4).map(|seed| Decision::random(&plan, seed)).collect();
+    let alone: Vec<(Evaluation, Gradient)> = decisions.iter().map(|d| compiled.gradient(&d.inputs())).collect();
+    let together: Vec<(Evaluation, Gradient)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = decisions.iter().map(|d| scope.spawn(|| compiled.gradient(&d.inputs()))).collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    assert_eq!(alone, together);
+}
+
+#[test]
 #[should_panic(expected = "distance field of context `floor`")]
 fn missing_distance_field_panics() {
     let plan = compile_example("warehouse");

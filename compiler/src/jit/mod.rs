@@ -117,14 +117,25 @@ pub struct JitEnergy {
     context_count: usize,
 }
 
+// SAFETY: `&JitEnergy` only reads plain data and calls the compiled function, which keeps
+// no state between calls and writes only into the caller's buffers. The module, the one
+// part that is not `Sync`, is touched only by `Drop`, through `&mut self`.
+unsafe impl Sync for JitEnergy {}
+
 /// Buffers for repeated calls of one [`JitEnergy`]: the scratch space, the term energies and
 /// the gradient of the last call.
 pub struct Workspace {
     scratch: Vec<f64>,
     pub terms: Vec<f64>,
     pub gradient: Gradient,
+    /// The `fields` argument of the last call. It is refilled from `Inputs::fields` by every
+    /// call and never read in between.
     fields: Vec<*const DistanceGrid>,
 }
+
+// SAFETY: the only pointers in a workspace are the field table's, which `JitEnergy::run`
+// overwrites before each call and nothing dereferences outside it.
+unsafe impl Send for Workspace {}
 
 /// Compiles `plan`'s energy with the given outputs.
 pub fn compile(plan: &Plan, outputs: Outputs) -> Result<JitEnergy, JitError> {
