@@ -235,9 +235,9 @@ fn hand_written<const REUSE: bool>(inputs: &Inputs, grid: &DistanceGrid, gradien
     gradient.states.fill(0.0);
     gradient.actions.fill(0.0);
     let duration_adjoint = 1.0 + HARD * sigmoid(-slack);
-    for t in 0..2 {
-        let reach_adjoint = masks[t];
-        let phase_adjoint = duration_adjoint * masks[t];
+    for (t, &mask) in masks.iter().enumerate() {
+        let reach_adjoint = mask;
+        let phase_adjoint = duration_adjoint * mask;
         let end_weight = reach_adjoint + phase_adjoint / max_speed;
         for k in 0..=STEPS {
             let slope = s.slope[t][k];

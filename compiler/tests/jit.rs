@@ -410,7 +410,7 @@ fn random_plan(ops: &[Op], steps: u32, term_picks: &[u16]) -> Plan {
         };
         let tau = Num::new(temperatures[op.from as usize % 3]);
         let (a, b, c) = (pick(0), pick(1), pick(2));
-        let window_end = |to: u8| if to % 4 == 0 { u32::MAX } else { (to % 8) as u32 };
+        let window_end = |to: u8| if to.is_multiple_of(4) { u32::MAX } else { (to % 8) as u32 };
         let node = match op.kind % 29 {
             0 => Node::Neg { a },
             1 => Node::Add { a, b },

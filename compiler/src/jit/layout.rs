@@ -3,13 +3,14 @@
 //!
 //! Terms are read at step 0, so most nodes are needed at far fewer steps than the whole grid
 //! `0..=H`. The body of `final` is needed only at `H`, and a node under nothing but pointwise
-//! nodes of a term only at 0. A backward pass over the graph gives every node the interval of steps its
-//! readers need (its *demand*), and each needed node gets a [`Place`]:
+//! nodes of a term only at 0. A backward pass over the graph gives every node the interval of
+//! steps its readers need (its *demand*), and each needed node gets a [`Place`]:
 //!
 //! - [`Place::Uniform`]: one value for every step (constants, parameters, design variables,
-//!   `final`, and pointwise nodes of those). Computed once into an SSA value.
+//!   `final`, and pointwise nodes of those). Computed once into an SSA value, which is also
+//!   kept in a scratch cell for readers in other blocks.
 //! - [`Place::Input`]: `time`, a state or an action, read from the inputs at any step.
-//! - [`Place::Single`]: needed at one step only. Computed once into an SSA value.
+//! - [`Place::Single`]: needed at one step only. Computed once, like a uniform node.
 //! - [`Place::Row`]: needed at several steps. Pointwise rows are computed in loops over `k`,
 //!   one loop per group of rows with the same interval, and their values are kept in rows of
 //!   the scratch buffer. Temporal rows get their own loops.
