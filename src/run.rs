@@ -123,6 +123,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let summary = summarize(&plan, &evaluation, &robustness, Some(&result));
     println!("planned with the {} in {:.1} s of wall time", result.dynamics, result.wall_seconds);
     print!("{}", render_summary(&summary));
+    print!("{}", render_contexts(&plan));
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
         let trace = serde_json::to_string_pretty(&trace_json(&plan, &result))? + "\n";
@@ -162,4 +163,24 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     println!("judged {} steps from `{}`", actions.len(), trajectory.display());
     print!("{}", render_summary(&summary));
     Ok(if summary.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_MET) })
+}
+
+/// The spec's context files and notes, with their size and content hash, so a report says
+/// exactly which floor plan, map or brief it was run against.
+fn render_contexts(plan: &Plan) -> String {
+    if plan.contexts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\ncontext:\n");
+    for c in &plan.contexts {
+        let size = c.size.map_or(String::new(), |s| format!(", {s} bytes"));
+        let hash = c.sha256.as_deref().map_or(String::new(), |h| format!(", sha256 {}", &h[..h.len().min(16)]));
+        let shown = if c.loader == "text" && c.path.chars().count() > 60 {
+            format!("{}…", c.path.chars().take(60).collect::<String>())
+        } else {
+            c.path.clone()
+        };
+        out.push_str(&format!("  {:<12} {} {:?}{size}{hash}\n", c.name, c.loader, shown));
+    }
+    out
 }

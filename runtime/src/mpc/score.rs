@@ -1,10 +1,12 @@
 //! Scoring trajectories with the plan's energy.
 //!
-//! NOTE: every sample goes through the reference interpreter (`basin_compiler::energy`), in
-//! parallel over samples. The batched tensor backend and the cranelift JIT compute the same
-//! values and should replace it here once they are committed.
+//! Samples are scored in parallel by the plan's energy compiled with the cranelift JIT,
+//! which computes the same values and gradients as the reference interpreter (the JIT's
+//! differential tests check this to 1e-12). Should the JIT reject a plan, the interpreter
+//! scores it instead, and a warning says so.
 
 use basin_compiler::energy::{DistanceGrid, Evaluation, Gradient, Inputs, Shape, evaluate, gradient};
+use basin_compiler::jit::{self, JitEnergy, Outputs};
 use basin_compiler::plan::Plan;
 use rayon::prelude::*;
 
@@ -15,13 +17,22 @@ pub struct Scorer {
     pub params: Vec<f64>,
     pub fields: Vec<Option<DistanceGrid>>,
     pub shape: Shape,
+    /// The energy and its gradient as native code, or `None` when compilation failed.
+    compiled: Option<JitEnergy>,
 }
 
 impl Scorer {
     pub fn new(plan: Plan, fields: Vec<Option<DistanceGrid>>) -> Scorer {
         let params = plan.params.iter().map(|p| p.value.0).collect();
         let shape = Shape::of(&plan);
-        Scorer { plan, params, fields, shape }
+        let compiled = match jit::compile(&plan, Outputs::ALL) {
+            Ok(compiled) => Some(compiled),
+            Err(error) => {
+                tracing::warn!(%error, "the JIT could not compile the plan's energy; scoring with the interpreter");
+                None
+            }
+        };
+        Scorer { plan, params, fields, shape, compiled }
     }
 
     fn inputs<'a>(&'a self, time0: f64, states: &'a [f64], actions: &'a [f64]) -> Inputs<'a> {
@@ -30,7 +41,11 @@ impl Scorer {
 
     /// Scores one trajectory in the plan's buffer layout.
     pub fn evaluate(&self, time0: f64, states: &[f64], actions: &[f64]) -> Evaluation {
-        evaluate(&self.plan, &self.inputs(time0, states, actions))
+        let inputs = self.inputs(time0, states, actions);
+        match &self.compiled {
+            Some(compiled) => compiled.evaluate(&inputs),
+            None => evaluate(&self.plan, &inputs),
+        }
     }
 
     /// Scores `samples` trajectories stored one after another.
@@ -44,7 +59,11 @@ impl Scorer {
 
     /// The energy and its gradient with respect to the buffers of one trajectory.
     pub fn gradient(&self, time0: f64, states: &[f64], actions: &[f64]) -> (Evaluation, Gradient) {
-        gradient(&self.plan, &self.inputs(time0, states, actions))
+        let inputs = self.inputs(time0, states, actions);
+        match &self.compiled {
+            Some(compiled) => compiled.gradient(&inputs),
+            None => gradient(&self.plan, &inputs),
+        }
     }
 
     /// Index of parameter `name`.
