@@ -342,7 +342,15 @@ impl BatchEnergy {
                     Some(matrix) => matrix.clone(),
                     None => sum_matrix(steps, self.step, &self.device)?,
                 };
-                body.matmul(&matrix)?
+                if steps == 0 {
+                    // An empty sum, whatever the body holds.
+                    body.zeros_like()?
+                } else {
+                    // The sum never reads step H, so that column is left out of the product
+                    // rather than multiplied by zero: a value that overflows f32 there must
+                    // not turn the sum into NaN (0 · ∞).
+                    body.narrow(1, 0, steps)?.contiguous()?.matmul(&matrix.narrow(0, 0, steps)?.contiguous()?)?
+                }
             }
             Node::Final { body } => {
                 let body = value(*body);
