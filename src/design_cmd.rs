@@ -70,11 +70,31 @@ pub fn run(plan: &Plan, only: Option<&str>) -> anyhow::Result<ExitCode> {
         println!("{}", compare(&current.explanation, &next.explanation));
         current = next;
     }
+    print!("{}", validate(plan, &current.values));
     if current.explanation.violated.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         print!("{}", report_conflict(plan, &params, &settings));
         Ok(ExitCode::from(2))
+    }
+}
+
+/// Load-tests the design in its physics scenario, when the plan has one, and reports what
+/// the simulation measured.
+fn validate(plan: &Plan, values: &[f64]) -> String {
+    if !plan.designs.iter().any(|d| d.model == "std.furniture.office_chair") {
+        return String::new();
+    }
+    match basin_runtime::scenario::replay_design(plan, values) {
+        Ok(outcome) => format!(
+            "validated in the physics scenario (rapier3d load test):\n  tip margin {:.4} m, {}, largest tilt {:.4} rad, caster slip {:.4} m, armrest tip travel {:.4} m\n",
+            outcome.tip_margin,
+            if outcome.tipped { "TIPPED" } else { "did not tip" },
+            outcome.max_tilt,
+            outcome.slip,
+            outcome.max_displacement
+        ),
+        Err(error) => format!("validation in the physics scenario failed: {error}\n"),
     }
 }
 

@@ -67,6 +67,11 @@ fn stronger_armrest_resolves_warm_and_no_heavier() {
     let mass = |v: &[f64]| chair_mass(v[0], if v[1] == 1.0 { 2700.0 } else { 1050.0 }, v[2]);
     assert!(mass(&after.values) <= mass(&before.values) + 1e-9, "after {:?} before {:?}", after.values, before.values);
     assert!(after.explanation.violated.is_empty());
+
+    // The refined design holds the load in the physics scenario, not only in the formulas.
+    let outcome = basin_runtime::scenario::replay_design(&plan, &after.values).expect("load test");
+    assert!(!outcome.tipped, "the chair tipped in simulation: {outcome:?}");
+    assert!(outcome.tip_margin > 0.0, "simulated tip margin {} m", outcome.tip_margin);
 }
 
 #[test]
