@@ -8,7 +8,7 @@ use basin_compiler::plan::{Domain, Plan};
 use basin_runtime::design::{self, DesignSettings, Explanation};
 
 /// Names and values of the design variables, for reports.
-fn describe_values(plan: &Plan, values: &[f64]) -> String {
+fn format_values(plan: &Plan, values: &[f64]) -> String {
     let mut out = String::new();
     for (v, x) in plan.designs.iter().flat_map(|d| d.variables.iter()).zip(values) {
         let shown = match &v.domain {
@@ -31,7 +31,7 @@ fn compare(before: &Explanation, after: &Explanation) -> String {
     out
 }
 
-/// Names the hard terms that conflict, with their lines, or says none do.
+/// Lists the hard terms that conflict, with their lines, or reports that none do.
 fn report_conflict(plan: &Plan, params: &[f64], settings: &DesignSettings) -> String {
     let conflict = design::conflicting_hard_terms(plan, params, settings);
     if conflict.is_empty() {
@@ -46,13 +46,13 @@ fn report_conflict(plan: &Plan, params: &[f64], settings: &DesignSettings) -> St
 }
 
 /// Solves a design problem, applies refinements in order (all, or only `only`), and
-/// reports each answer with its explanation. Exit status 2 when a hard term stays violated.
+/// reports each solution with its explanation. Exit status 2 when a hard term stays violated.
 pub fn run(plan: &Plan, only: Option<&str>) -> anyhow::Result<ExitCode> {
     let settings = DesignSettings::from_plan(plan);
     let mut applied: Vec<&str> = Vec::new();
     let mut params = design::params_after(plan, &applied);
     let first = design::solve(plan, &params, &settings, None);
-    println!("design\n{}", describe_values(plan, &first.values));
+    println!("design\n{}", format_values(plan, &first.values));
     println!("{}", first.explanation.render());
     let mut current = first;
     let names: Vec<&str> = plan.refinements.iter().map(|r| r.name.as_str()).filter(|n| only.is_none_or(|o| o == *n)).collect();
@@ -66,7 +66,7 @@ pub fn run(plan: &Plan, only: Option<&str>) -> anyhow::Result<ExitCode> {
         applied.push(name);
         params = design::params_after(plan, &applied);
         let next = design::solve(plan, &params, &settings, Some(&current.values));
-        println!("refinement {name:?}, re-solved from the previous design\n{}", describe_values(plan, &next.values));
+        println!("refinement {name:?}, re-solved from the previous design\n{}", format_values(plan, &next.values));
         println!("{}", compare(&current.explanation, &next.explanation));
         current = next;
     }
@@ -137,7 +137,7 @@ pub fn judge(plan: &Plan, values_path: &Path) -> anyhow::Result<ExitCode> {
     let values = read_values(plan, values_path)?;
     let params = design::params_after(plan, &[]);
     let explanation = design::explain(plan, &values, &params);
-    println!("design\n{}", describe_values(plan, &values));
+    println!("design\n{}", format_values(plan, &values));
     print!("{}", explanation.render());
     if explanation.violated.is_empty() {
         Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 //!
 //! A spec `NAME.basin` has its snapshot in `NAME.plan`, the plan's text form. A changed plan
 //! fails with a unified diff; `--accept` writes new and changed snapshots atomically, and
-//! `--review` asks about each change in a terminal.
+//! `--review` prompts for each change in a terminal.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -39,7 +39,7 @@ pub struct Options {
     pub junit: Option<PathBuf>,
 }
 
-/// Every `.basin` file under `paths`, skipping hidden and git-ignored folders, sorted.
+/// Finds every `.basin` file under `paths`, skipping hidden and git-ignored folders, sorted.
 fn find_specs(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for root in paths {

@@ -1,11 +1,11 @@
 //! Design problems: choosing the design variables of a plan that minimize its energy, and
-//! explaining the answer term by term.
+//! explaining the solution term by term.
 //!
 //! The solver is the cross-entropy method over continuous variables (a Gaussian per
 //! variable, clipped to its range) and discrete choices (a categorical distribution per
 //! variable), followed by projected gradient descent on the continuous variables through
 //! the energy's gradient. Both read the plan's `cem` and `gradient` solver stages. A warm
-//! start (the previous answer) centres the first distribution there, which is how a
+//! start (the previous solution) centres the first distribution there, which is how a
 //! refinement re-solves from the previous answer instead of from scratch.
 //!
 //! Explanations report every term's energy and share, the dominant term, the hard term
@@ -58,7 +58,7 @@ impl DesignSettings {
     }
 }
 
-/// The value of every parameter after applying the named refinements in order (timed
+/// Computes every parameter's value after applying the named refinements in order (timed
 /// steps included, since a design has no time).
 pub fn params_after(plan: &Plan, refinements: &[&str]) -> Vec<f64> {
     let mut values: Vec<f64> = plan.params.iter().map(|p| p.value.0).collect();
@@ -163,10 +163,10 @@ pub fn explain(plan: &Plan, design: &[f64], params: &[f64]) -> Explanation {
     Explanation { total: evaluation.total, terms, dominant, tightest_hard, violated }
 }
 
-/// The answer of the design solver.
+/// The solution of the design solver.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DesignSolution {
-    /// One value per design variable; a discrete variable holds its choice's index.
+    /// One value per design variable; a discrete variable stores its choice's index.
     pub values: Vec<f64>,
     pub total: f64,
     pub explanation: Explanation,
@@ -174,7 +174,7 @@ pub struct DesignSolution {
     pub evaluations: usize,
 }
 
-/// Which terms the solver minimizes: all of them, or only the violation of some hard terms
+/// The quantity the solver minimizes: every term, or only the violation of some hard terms
 /// (used when searching for a conflicting set).
 #[derive(Clone, Copy)]
 enum Objective<'a> {
@@ -184,7 +184,7 @@ enum Objective<'a> {
 
 /// A design's rank: total violation of the hard terms, then the energy of the soft terms.
 /// Feasible designs always rank before infeasible ones, so hard terms act as constraints
-/// rather than as large penalties whose smoothing would keep the answer off the boundary.
+/// rather than as large penalties whose smoothing would keep the solution off the boundary.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Score {
     violation: f64,
@@ -392,8 +392,8 @@ pub fn solve(plan: &Plan, params: &[f64], settings: &DesignSettings, warm: Optio
     DesignSolution { values: x, total: explanation.total, explanation, evaluations: n1 + n2 }
 }
 
-/// A smallest set of hard terms that no design in the declared ranges satisfies together,
-/// or an empty list when the best design found satisfies every hard term.
+/// Finds a smallest set of hard terms that no design in the declared ranges satisfies
+/// together, or returns an empty list when the best design found satisfies every hard term.
 pub fn conflicting_hard_terms(plan: &Plan, params: &[f64], settings: &DesignSettings) -> Vec<usize> {
     let hard: Vec<usize> = plan.terms.iter().enumerate().filter(|(_, t)| t.hard && t.kind == TermKind::Condition && t.robustness.is_some()).map(|(i, _)| i).collect();
     let infeasible = |subset: &[usize]| -> bool {
