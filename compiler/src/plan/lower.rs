@@ -104,7 +104,7 @@ struct DesignInfo {
     members: Vec<(String, Val)>,
 }
 
-/// What `reach` clauses of a goal need from each other.
+/// The parts of a `reach` clause that other clauses of its goal read.
 #[derive(Clone)]
 struct ReachInfo {
     subject: Vec<NodeId>,
@@ -309,7 +309,7 @@ impl<'a> Lowering<'a> {
 
     // Parameters and constants -------------------------------------------------------------
 
-    /// A parameter node named `name`, created with `value` the first time.
+    /// Returns the parameter node named `name`, creating it with `value` the first time.
     fn param(&mut self, name: &str, value: f64, dim: Dim) -> NodeId {
         let index = match self.param_index.get(name) {
             Some(&i) => i,
@@ -358,7 +358,7 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// The value of a node built from constants and parameters only.
+    /// Evaluates a node built from constants and parameters only.
     fn value_of(&self, id: NodeId) -> Option<f64> {
         let node = self.graph.nodes.get(id as usize)?;
         Some(match node {
@@ -835,7 +835,7 @@ impl<'a> Lowering<'a> {
         v
     }
 
-    /// A `let` of a standard library module, such as a material.
+    /// Lowers a `let` of a standard library module, such as a material.
     fn module_let(&mut self, module: &str, name: &str) -> Val {
         let key = format!("{module}.{name}");
         if let Some(v) = self.lets.get(&key) {

@@ -32,7 +32,7 @@ impl Dataset {
         self.episodes[e].actions.len() / self.n_actions().max(1)
     }
 
-    /// Whether every episode has consistent row lengths and only finite values.
+    /// Checks that every episode has consistent row lengths and only finite values.
     pub fn validate(&self) -> Result<(), String> {
         let (ns, na) = (self.n_states(), self.n_actions());
         if ns == 0 {

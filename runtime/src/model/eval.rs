@@ -27,7 +27,7 @@ pub struct EvalTable {
 pub const HORIZONS: [usize; 3] = [1, 10, 40];
 
 impl EvalTable {
-    /// A plain-text table, one row per horizon.
+    /// Renders a plain-text table, one row per horizon.
     pub fn render(&self) -> String {
         let mut out =
             String::from("steps   learned   constant velocity   linear least squares   starts\n");
@@ -40,7 +40,7 @@ impl EvalTable {
         out
     }
 
-    /// Whether the learned model beats both baselines at every horizon of at least `from`.
+    /// Checks that the learned model beats both baselines at every horizon of at least `from`.
     pub fn learned_wins_from(&self, from: usize) -> bool {
         self.horizons
             .iter()
@@ -316,8 +316,8 @@ pub fn surprise(model: &WorldModel, s: &Tensor, a: &Tensor, next: &Tensor) -> Re
     (predicted - target)?.sqr()?.sum(1)?.to_vec1()
 }
 
-/// The surprise threshold: the 99th percentile of the surprise over every transition of
-/// `data`. A transition above it is less plausible than 99% of what the model trained on.
+/// Computes the surprise threshold: the 99th percentile of the surprise over every
+/// transition of `data`. A transition above it is less plausible than 99% of what the model trained on.
 pub fn surprise_threshold(
     model: &WorldModel,
     data: &Dataset,

@@ -44,7 +44,7 @@ impl Module for Mlp {
 }
 
 /// The trainable networks and the target encoder, each in its own variable map so the
-/// optimizer never sees the target.
+/// optimizer never updates the target.
 pub struct WorldModel {
     pub dims: Dims,
     pub device: Device,
@@ -136,7 +136,7 @@ impl WorldModel {
         Ok(self.target.forward(obs)?.tanh()?.detach())
     }
 
-    /// One predicted step: `tanh(z + f([z, a]))`.
+    /// Predicts one step: `tanh(z + f([z, a]))`.
     pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
         let input = Tensor::cat(&[z, action], 1)?;
         (z + self.predictor.forward(&input)?)?.tanh()

@@ -130,7 +130,7 @@ fn mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     (a - b)?.sqr()?.mean_all()
 }
 
-/// The losses of one batch, as tensors for backpropagation.
+/// Computes the losses of one batch, as tensors for backpropagation.
 pub fn batch_losses(
     model: &WorldModel,
     states: &[Tensor],
