@@ -155,7 +155,7 @@ fn check(files: &[PathBuf], format: Format) -> anyhow::Result<ExitCode> {
         }
     }
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&records)?);
+        write_stdout(&(serde_json::to_string_pretty(&records)? + "\n"))?;
     }
     Ok(if errors { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
@@ -179,7 +179,7 @@ fn compile(path: &PathBuf, emit: Emit, output: Option<&PathBuf>, allow_outside: 
     };
     match output {
         Some(out) => write_atomically(out, &rendered)?,
-        None => print!("{rendered}"),
+        None => write_stdout(&rendered)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -208,6 +208,17 @@ fn fmt(files: &[PathBuf], check_only: bool) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if unformatted { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Writes to standard output. A reader that closed the pipe early, as `basin check --format
+/// json | head` does, ends the output quietly instead of failing.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Writes through a temporary file in the same folder, then renames it over `path`, so a
