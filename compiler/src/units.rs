@@ -3,7 +3,7 @@
 //! A dimension is a vector of integer exponents over the seven SI base dimensions plus
 //! plane angle. Angle is kept as its own dimension, unlike in SI where the radian is 1,
 //! so that `deg` and `rad` cannot be mixed up with plain numbers; `rad` converts to 1 only
-//! where a function says so (trigonometry takes an angle). Every literal is converted to
+//! where a function requires it (trigonometry takes an angle). Every literal is converted to
 //! SI at compile time: `30 cm` becomes `0.3` with the dimension of length.
 //!
 //! Conversion factors are exact by definition: the inch is 0.0254 m and the pound
@@ -57,7 +57,7 @@ impl Dim {
         Dim(out)
     }
 
-    /// The square root, when every exponent is even.
+    /// Returns the square root, when every exponent is even.
     pub fn sqrt(self) -> Option<Dim> {
         if self.0.iter().all(|e| e % 2 == 0) {
             let mut out = self.0;
@@ -74,7 +74,7 @@ impl Dim {
         self == Dim::NONE
     }
 
-    /// The dimension written in SI base units, e.g. `kg*m/s^2`, or `1`.
+    /// Writes the dimension in SI base units, e.g. `kg*m/s^2`, or `1`.
     pub fn si_unit(self) -> String {
         let mut num = Vec::new();
         let mut den = Vec::new();
@@ -96,7 +96,7 @@ impl Dim {
         out
     }
 
-    /// The SI unit engineers write for this dimension: a coherent derived unit such as `N`,
+    /// Returns the SI unit engineers write for this dimension: a coherent derived unit such as `N`,
     /// `Pa`, `J`, `W` or `Hz` where one exists, else the base units (`m/s^2`).
     pub fn unit_name(self) -> String {
         let derived = [(Dim::FORCE, "N"), (Dim::PRESSURE, "Pa"), (Dim::ENERGY, "J"), (Dim::POWER, "W"), (Dim([0, 0, -1, 0, 0, 0, 0, 0]), "Hz")];
@@ -106,7 +106,7 @@ impl Dim {
         }
     }
 
-    /// A name engineers use for this dimension, if it has one.
+    /// Returns the name engineers use for this dimension, if it has one.
     pub fn common_name(self) -> Option<&'static str> {
         let names: &[(Dim, &str)] = &[
             (Dim::NONE, "dimensionless"),
@@ -275,7 +275,7 @@ pub fn describe_unit(name: &str) -> Option<String> {
     None
 }
 
-/// Every unit name without prefixes, for completion and suggestions.
+/// Lists every unit name without prefixes, for completion and suggestions.
 pub fn unit_names() -> impl Iterator<Item = &'static str> {
     UNITS.iter().map(|u| u.name)
 }
@@ -424,7 +424,7 @@ fn with_article(noun: &str) -> String {
     format!("{article} {noun}")
 }
 
-/// A unit that engineers would write for a dimension.
+/// Picks a unit that engineers would write for a dimension.
 pub fn example_unit(dim: Dim) -> String {
     for (name, d) in common_units() {
         if d == dim {

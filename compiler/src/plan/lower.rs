@@ -1011,7 +1011,7 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// A derived signal of a model, lowered with the instance's members in scope.
+    /// Lowers a derived signal of a model with the instance's members in scope.
     fn signal(&mut self, model: &ModelDef, members: &[(String, Val)], field: &str) -> Val {
         let Some(m) = model.decl.members.iter().find(|m| m.name.name == field && m.kind == MemberKind::Signal) else {
             return Val::Unknown;
@@ -1224,7 +1224,7 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// A comparison operand: a number, or the length of a vector.
+    /// Lowers a comparison operand: a number, or the length of a vector.
     fn scalar_or_norm(&mut self, v: &Val) -> Option<NodeId> {
         match v {
             Val::Num(n) => Some(*n),
@@ -1815,12 +1815,12 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether a `text("…")` argument names a file rather than holding the note itself.
+/// Reports whether a `text("…")` argument names a file rather than containing the note.
 fn looks_like_file(s: &str) -> bool {
     !s.contains('\n') && (s.ends_with(".txt") || s.ends_with(".md"))
 }
 
-/// A short reason when `bytes` is not in the format `loader` reads.
+/// Describes why `bytes` is not in the format `loader` reads, or returns `None` when it is.
 fn format_problem(loader: &str, bytes: &[u8]) -> Option<String> {
     let text = || std::str::from_utf8(bytes).ok();
     match loader {

@@ -211,7 +211,10 @@ pub fn trace_json(plan: &Plan, run: &RunResult) -> serde_json::Value {
 /// Fails when the JSON lacks the fields of a trace.
 pub fn read_trace(trace: &serde_json::Value) -> Result<(Vec<Vec<f64>>, Vec<Vec<f64>>), MpcError> {
     let rows = |value: &serde_json::Value, what: &str| -> Result<Vec<f64>, MpcError> {
-        value.as_array().ok_or_else(|| MpcError::Trajectory(format!("`{what}` is not a list of numbers")))?.iter().map(|v| v.as_f64().ok_or_else(|| MpcError::Trajectory(format!("`{what}` holds a value that is not a number")))).collect()
+        let list = value.as_array().ok_or_else(|| MpcError::Trajectory(format!("`{what}` is not a list of numbers")))?;
+        list.iter()
+            .map(|v| v.as_f64().ok_or_else(|| MpcError::Trajectory(format!("`{what}` contains a value that is not a number: {v}"))))
+            .collect()
     };
     let steps = trace["steps"].as_array().ok_or_else(|| MpcError::Trajectory("missing the list `steps`".into()))?;
     let mut states = Vec::with_capacity(steps.len() + 1);
