@@ -561,6 +561,26 @@ fn atan2_gradient_at_origin_is_zero() {
     assert_eq!(gradient.states, vec![0.0; 6]);
 }
 
+/// On the negative `x` axis `atan2` is `π` whether `y` is `+0` or `-0` (the energy is a
+/// function of real numbers; `spec/energy.md` gives the range `(−π, π]`), in the interpreter
+/// and the JIT alike.
+#[test]
+fn atan2_of_negative_zero_is_pi() {
+    let spec = format!("{DOUBLE_INTEGRATOR}goal g {{ minimize atan2(-1 * b.position, b.velocity * 1 s) }}\nplan {{ step: 1 s, horizon: 2 s }}\n");
+    let plan = compile_spec(&spec);
+    let mut decision = Decision::zeros(&plan);
+    for k in 0..3 {
+        decision.states[k * 2 + 1] = -1.0;
+    }
+    let interpreted = evaluate(&plan, &decision.inputs());
+    let compiled = basin_compiler::jit::compile(&plan, basin_compiler::jit::Outputs::ALL).expect("compiles").evaluate(&decision.inputs());
+    for (what, evaluation) in [("interpreter", &interpreted), ("jit", &compiled)] {
+        assert_eq!(evaluation.status, Status::Finite, "{what}: {evaluation:?}");
+        assert!(evaluation.terms[0] > 0.0, "{what}: atan2(-0, -1) gave {:?}, expected π per step", evaluation.terms);
+    }
+    assert_eq!(interpreted.terms, compiled.terms);
+}
+
 #[test]
 fn select_index_gets_no_gradient() {
     let plan = compile_example("chair");

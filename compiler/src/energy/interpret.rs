@@ -121,6 +121,15 @@ pub fn soft_minimum(xs: &[f64], temperature: f64) -> f64 {
 }
 
 /// `softplus_τ(a) = max(a, 0) + τ · ln(1 + exp(−|a| / τ))`.
+/// `atan2(y, x)` in `(−π, π]`, as `spec/energy.md` states. The energy is a function of real
+/// numbers, so a negative zero `y` counts as zero: on the negative `x` axis the angle is `π`
+/// whatever the sign bit of `y`, and every backend (which may not keep the sign of a zero
+/// through its arithmetic) agrees.
+pub fn angle(y: f64, x: f64) -> f64 {
+    // `-0.0 + 0.0` is `+0.0` under round-to-nearest; every other value is unchanged.
+    (y + 0.0).atan2(x)
+}
+
 pub fn soft_plus(a: f64, temperature: f64) -> f64 {
     a.max(0.0) + temperature * (-a.abs() / temperature).exp().ln_1p()
 }
@@ -391,7 +400,7 @@ impl<'a> Evaluator<'a> {
             Node::Sin { a } => arg(*a).sin(),
             Node::Cos { a } => arg(*a).cos(),
             Node::Tan { a } => arg(*a).tan(),
-            Node::Atan2 { y, x } => arg(*y).atan2(arg(*x)),
+            Node::Atan2 { y, x } => angle(arg(*y), arg(*x)),
             Node::Exp { a } => arg(*a).exp(),
             Node::Log { a } => arg(*a).ln(),
             Node::Min { a, b } => exact_minimum(arg(*a), arg(*b)),

@@ -20,7 +20,7 @@ pub mod gradient;
 pub mod interpret;
 
 pub use gradient::{GradNode, GradientGraph, differentiate, evaluate_gradient, gradient};
-pub use interpret::{DistanceSample, Signal, evaluate, evaluate_nodes, window};
+pub use interpret::{DistanceSample, Signal, angle, evaluate, evaluate_nodes, window};
 
 use crate::plan::Plan;
 

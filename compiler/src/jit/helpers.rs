@@ -106,7 +106,7 @@ extern "C" fn tan(x: f64) -> f64 {
 }
 
 extern "C" fn atan2(y: f64, x: f64) -> f64 {
-    y.atan2(x)
+    crate::energy::angle(y, x)
 }
 
 extern "C" fn powi(x: f64, n: i32) -> f64 {

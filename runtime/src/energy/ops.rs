@@ -147,7 +147,7 @@ pub fn atan2(y: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (y, x) = (y.broadcast_as(&shape)?.contiguous()?, x.broadcast_as(&shape)?.contiguous()?);
     let ys = y.detach().flatten_all()?.to_vec1::<f32>()?;
     let xs = x.detach().flatten_all()?.to_vec1::<f32>()?;
-    let angles: Vec<f32> = ys.iter().zip(&xs).map(|(&y, &x)| (y as f64).atan2(x as f64) as f32).collect();
+    let angles: Vec<f32> = ys.iter().zip(&xs).map(|(&y, &x)| basin_compiler::energy::angle(y as f64, x as f64) as f32).collect();
     let value = Tensor::from_vec(angles, &shape, y.device())?;
 
     // Keep only finite operands, so the surrogate term is exactly 0.
