@@ -45,7 +45,7 @@ fn pendulum_data(episodes: usize, steps: usize, seed: u64) -> Dataset {
 }
 
 fn small_config() -> TrainConfig {
-    TrainConfig { latent: 16, hidden: 128, epochs: 25, steps_per_epoch: 40, batch: 64, horizon: 8, seed: 0, ..TrainConfig::default() }
+    TrainConfig { latent: 16, hidden: 128, epochs: 25, steps_per_epoch: 40, batch: 64, horizon: 16, seed: 0, ..TrainConfig::default() }
 }
 
 fn scratch(name: &str) -> PathBuf {

@@ -18,7 +18,7 @@ use super::eval::EvalTable;
 use super::net::{Dims, WorldModel};
 use super::train::TrainConfig;
 
-pub const FORMAT: &str = "basin-world-model-1";
+pub const FORMAT: &str = "basin-world-model-2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {

@@ -1,17 +1,32 @@
 //! The networks of the world model.
 //!
-//! - encoder `E`: normalized observation `[B, n_states]` → latent `[B, L]` in `(-1, 1)`;
+//! - encoder `E`: normalized observation `[B, n_states]` → latent `[B, L]`;
 //! - target encoder `Ē`: same shape, an exponential moving average of `E`, never trained
 //!   by gradients;
 //! - predictor `P`: latent `[B, L]` and normalized action `[B, n_actions]` → next latent
-//!   `[B, L]`, as a squashed residual `tanh(z + f(z, a))`;
+//!   `[B, L]`, as a residual `z + f([z, a])`;
 //! - probe `D`: latent `[B, L]` → normalized state `[B, n_states]`, the physical quantities
 //!   the energy terms read.
 //!
-//! Each network is a two-layer perceptron with GELU activations.
+//! Each network `f` is a two-layer perceptron with a GELU between, plus a linear skip:
+//! `f(x) = W₂ gelu(W₁ x + b₁) + b₂ + S x`. The skip lets the model express linear dynamics
+//! exactly (a double integrator is linear, and linear least squares fits it to round-off),
+//! and the perceptron learns what is not linear. Latents are not squashed by a `tanh`,
+//! which would bend the linear part; predicted latents are clipped to [`LATENT_BOUND`]
+//! instead, far outside the unit spread the variance term trains them to.
+//!
+//! Variable names, which checkpoints and the fast rollout kernel read: `NET.first.weight`
+//! `[hidden, in]`, `NET.first.bias` `[hidden]`, `NET.second.weight` `[out, hidden]`,
+//! `NET.second.bias` `[out]` and `NET.skip.weight` `[out, in]`, for `NET` in `encoder`,
+//! `predictor` and `probe`.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap, linear};
+use candle_nn::{Linear, VarBuilder, VarMap, linear, linear_no_bias};
+
+/// Bound of every predicted latent entry. Latents are trained to unit spread, so the bound
+/// sits far outside the states seen in training and leaves the map there unchanged (linear
+/// dynamics stay exact), while a long rollout that leaves the data cannot grow without end.
+pub const LATENT_BOUND: f32 = 4.0;
 
 /// Sizes of the networks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -22,10 +37,12 @@ pub struct Dims {
     pub hidden: usize,
 }
 
-/// A two-layer perceptron `in → hidden → out` with a GELU between.
+/// A two-layer perceptron `in → hidden → out` with a GELU between, plus a linear skip
+/// `in → out` without bias.
 pub struct Mlp {
     first: Linear,
     second: Linear,
+    skip: Linear,
 }
 
 impl Mlp {
@@ -33,13 +50,14 @@ impl Mlp {
         Ok(Mlp {
             first: linear(input, hidden, vb.pp("first"))?,
             second: linear(hidden, output, vb.pp("second"))?,
+            skip: linear_no_bias(input, output, vb.pp("skip"))?,
         })
     }
 }
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.second.forward(&self.first.forward(x)?.gelu()?)
+        self.second.forward(&self.first.forward(x)?.gelu()?)? + self.skip.forward(x)?
     }
 }
 
@@ -127,19 +145,18 @@ impl WorldModel {
         Ok(())
     }
 
-    /// Latents are squashed by `tanh` into `(-1, 1)`, so long rollouts stay bounded.
     pub fn encode(&self, obs: &Tensor) -> Result<Tensor> {
-        self.encoder.forward(obs)?.tanh()
+        self.encoder.forward(obs)
     }
 
     pub fn encode_target(&self, obs: &Tensor) -> Result<Tensor> {
-        Ok(self.target.forward(obs)?.tanh()?.detach())
+        Ok(self.target.forward(obs)?.detach())
     }
 
-    /// Predicts one step: `tanh(z + f([z, a]))`.
+    /// Predicts one step: `clip(z + f([z, a]))`, each entry clipped to `±LATENT_BOUND`.
     pub fn predict(&self, z: &Tensor, action: &Tensor) -> Result<Tensor> {
         let input = Tensor::cat(&[z, action], 1)?;
-        (z + self.predictor.forward(&input)?)?.tanh()
+        (z + self.predictor.forward(&input)?)?.clamp(-LATENT_BOUND, LATENT_BOUND)
     }
 
     pub fn probe(&self, z: &Tensor) -> Result<Tensor> {

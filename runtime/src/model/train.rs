@@ -4,8 +4,8 @@
 //! For a batch of windows `o_t … o_{t+K}` with actions `a_t … a_{t+K−1}` (normalized):
 //!
 //! - prediction: `ẑ_0 = E(o_t)`, `ẑ_{k+1} = P(ẑ_k, a_{t+k})`, loss `mean_k ‖ẑ_k − sg(Ē(o_{t+k}))‖²`;
-//! - variance: `mean_j max(0, γ − std_j(E(o_t)))` over latent dimensions `j`, with
-//!   `γ = 0.5` because latents lie in `(-1, 1)`;
+//! - variance: `mean_j max(0, γ − std_j(E(o_t)))` over latent dimensions `j`, with `γ = 1`
+//!   (inputs are normalized to unit scale, so latents of unit scale need no extra gain);
 //! - covariance: the sum of squared off-diagonal entries of the batch covariance of
 //!   `E(o_t)`, divided by `L`;
 //! - probe: `mean_k ‖D(ẑ_k) − o_{t+k}‖²`, so predicted latents decode to physical states.
@@ -47,11 +47,11 @@ impl Default for TrainConfig {
             epochs: 30,
             steps_per_epoch: 50,
             batch: 128,
-            horizon: 8,
+            horizon: 16,
             learning_rate: 1e-3,
             ema_decay: 0.99,
             variance_weight: 0.5,
-            covariance_weight: 0.02,
+            covariance_weight: 0.5,
             probe_weight: 10.0,
             seed: 0,
         }
