@@ -7,7 +7,9 @@ fn run_writes_trace_and_judge_reads_it() {
     let dir = std::env::temp_dir().join(format!("basin-run-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/double-integrator/double-integrator.basin");
-    let text = std::fs::read_to_string(example).unwrap().replace("horizon: 8 s", "horizon: 1 s").replace("gradient { steps: 10 }", "gradient { steps: 1 }");
+    // A hard constraint of the test's own, so the summary has a margin to report.
+    let text = std::fs::read_to_string(example).unwrap().replace("horizon: 8 s", "horizon: 1 s")
+        + "\nconstraint limits {\n    always abs(block.velocity) <= block.max_speed hard\n}\n";
     let spec = dir.join("block.basin");
     std::fs::write(&spec, text).unwrap();
     let out = dir.join("out");

@@ -10,7 +10,7 @@ use basin_runtime::mpc::{Dynamics, Fallback, MpcError, Planner, PlannerSettings,
 fn double_integrator() -> Plan {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/double-integrator");
     let path = dir.join("double-integrator.basin");
-    let text = std::fs::read_to_string(&path).expect("example spec").replace("horizon: 8 s", "horizon: 2 s");
+    let text = std::fs::read_to_string(&path).expect("example spec").replace("step: 200 ms", "step: 100 ms").replace("horizon: 8 s", "horizon: 2 s");
     let db = Database::new();
     let file = db.add_file(path.display().to_string(), text);
     let (plan, diagnostics) = compile(&db, file, &CompileOptions { base_dir: Some(dir), allow_outside: false });
@@ -98,4 +98,29 @@ fn non_finite_energy_falls_back_to_safe_stop() {
     let solution = planner.solve(&scorer, &Exact { poison: true }, &[0.0, 0.0], 0.0).expect("solve");
     assert_eq!(solution.status, SolverStatus::NonFiniteEnergy { fallback: Fallback::SafeStop });
     assert!(solution.actions.iter().all(|a| *a == 0.0), "safe stop actions {:?}", solution.actions);
+}
+
+#[test]
+fn sampling_noise_comes_from_the_plan() {
+    let plan = double_integrator();
+    let settings = PlannerSettings::from_plan(&plan).expect("solver settings");
+    assert_eq!(settings.noise, 1.0, "the example sets `noise: 1` on its mppi stage");
+}
+
+/// A solve without a warm start runs four times the plan's iterations; one after a solve,
+/// and before a reset, runs the plan's own.
+#[test]
+fn cold_start_runs_more_iterations_than_warm_start() {
+    let plan = double_integrator();
+    let scorer = Scorer::new(plan.clone(), vec![None; plan.contexts.len()]);
+    let mut planner = planner(&plan);
+    let mut iterations = Vec::new();
+    for reset in [false, false, true] {
+        if reset {
+            planner.reset();
+        }
+        iterations.push(planner.solve(&scorer, &Exact { poison: false }, &[0.0, 0.0], 0.0).expect("solve").iterations);
+        planner.shift();
+    }
+    assert_eq!(iterations, vec![8, 2, 8]);
 }

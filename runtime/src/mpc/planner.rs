@@ -24,8 +24,24 @@ const CONVERGED_RELATIVE_CHANGE: f64 = 1e-3;
 const DIFFERENCE_STEP: f64 = 1e-2;
 /// Correlation of the sampling noise between consecutive steps.
 const NOISE_CORRELATION: f64 = 0.9;
+/// Samples draw their noise at these fractions of the spread, in turn: the wide ones explore,
+/// the narrow ones refine a mean that is nearly right. A goal that is a small region of the
+/// state space (arriving at rest at a point) is hopeless with wide noise alone, since almost
+/// every wide perturbation of a sequence that arrives misses, and with narrow noise alone,
+/// since the search never leaves the first local minimum.
+const NOISE_SCALES: [f64; 6] = [1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125];
+/// Every this many samples, one is drawn around zero (clamped to the bounds) at the full
+/// spread instead of around the mean, so a mean stuck in a poor local minimum, or pressed
+/// against a bound, still sees different sequences.
+const FREE_SAMPLE_EVERY: usize = 8;
 /// MPPI temperature when the plan gives none, in energy units.
 const DEFAULT_TEMPERATURE: f64 = 0.1;
+/// Sampling noise when the plan gives none, as a fraction of each action's half range.
+const DEFAULT_NOISE: f64 = 0.5;
+/// A solve without a warm start (the first control step, or the step after a reset) runs
+/// this many times the plan's iterations, since it starts from a sequence that knows
+/// nothing of the problem; later steps start from the previous solution and need few.
+const COLD_START_FACTOR: usize = 4;
 
 /// The sampling method and its settings.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,7 +81,7 @@ impl PlannerSettings {
             method: Method::Mppi { samples: 256, iterations: 4, temperature: DEFAULT_TEMPERATURE },
             gradient_steps: 0,
             learning_rate: 0.05,
-            noise: 0.5,
+            noise: DEFAULT_NOISE,
             time_budget: None,
             seed: 0,
         };
@@ -96,7 +112,8 @@ impl PlannerSettings {
                         samples: number("samples", 256.0)? as usize,
                         iterations: number("iterations", 4.0)? as usize,
                         temperature: number("temperature", DEFAULT_TEMPERATURE)?,
-                    }
+                    };
+                    settings.noise = number("noise", DEFAULT_NOISE)?;
                 }
                 "cem" => {
                     let samples = number("samples", 256.0)? as usize;
@@ -206,6 +223,8 @@ pub struct Planner {
     rng: Rng,
     /// Hard condition terms: index and the energy above which the condition is violated.
     hard_terms: Vec<(usize, f64)>,
+    /// Whether the mean holds a previous solution, so a solve starts warm.
+    warm: bool,
 }
 
 impl Planner {
@@ -236,7 +255,7 @@ impl Planner {
             .collect();
         let steps = horizon.steps as usize;
         let rng = Rng::new(settings.seed);
-        let mut planner = Planner { settings, steps, dt: horizon.step.0, n_actions: bounds.len(), bounds, spread, mean: Vec::new(), rng, hard_terms };
+        let mut planner = Planner { settings, steps, dt: horizon.step.0, n_actions: bounds.len(), bounds, spread, mean: Vec::new(), rng, hard_terms, warm: false };
         planner.reset();
         Ok(planner)
     }
@@ -244,6 +263,7 @@ impl Planner {
     /// Forgets the warm start: the mean sequence becomes zero, clamped to the bounds.
     pub fn reset(&mut self) {
         self.mean = self.safe_stop();
+        self.warm = false;
     }
 
     /// Shifts the current mean by one step, repeating the last row, for the next control step.
@@ -280,7 +300,7 @@ impl Planner {
         let samples = self.settings.samples().max(1);
         let iterations = match self.settings.method {
             Method::Mppi { iterations, .. } | Method::Cem { iterations, .. } => iterations.max(1),
-        };
+        } * if self.warm { 1 } else { COLD_START_FACTOR };
         let warm_start = self.mean.clone();
         let mut spread: Vec<f64> = (0..h * na).map(|i| self.spread[i % na]).collect();
         let mut best: Option<(Vec<f64>, Vec<f64>, Evaluation)> = None;
@@ -328,6 +348,7 @@ impl Planner {
         };
         self.refine(scorer, dynamics, state, time0, &mut actions, &mut states, &mut evaluation)?;
         self.mean = actions.clone();
+        self.warm = true;
 
         let status = if let Some(term) = every_sample_violates.filter(|&t| !(evaluation.terms[t] <= self.hard_terms.iter().find(|h| h.0 == t).map_or(0.0, |h| h.1))) {
             SolverStatus::Infeasible { term: scorer.plan.terms[term].name.clone() }
@@ -345,14 +366,19 @@ impl Planner {
     ///
     /// The noise of each action is correlated over time (a first-order autoregressive
     /// process with coefficient [`NOISE_CORRELATION`] and unit variance), so samples explore
-    /// sustained pushes, not only jitter that averages out over a few steps.
+    /// sustained pushes, not only jitter that averages out over a few steps. Its scale is the
+    /// one of [`NOISE_SCALES`] that the sample's index picks; every [`FREE_SAMPLE_EVERY`]th
+    /// sample is drawn around zero at the full spread instead.
     fn sample(&mut self, samples: usize, spread: &[f64]) -> Vec<f64> {
         let (len, na) = (self.steps * self.n_actions, self.n_actions);
         let innovation = (1.0 - NOISE_CORRELATION * NOISE_CORRELATION).sqrt();
         let mut actions = Vec::with_capacity(samples * len);
         actions.extend_from_slice(&self.mean);
         let mut noise = vec![0.0; na];
-        for _ in 1..samples {
+        let zero = self.safe_stop();
+        for sample in 1..samples {
+            let free = sample % FREE_SAMPLE_EVERY == 0;
+            let (center, scale) = if free { (&zero, 1.0) } else { (&self.mean, NOISE_SCALES[(sample - 1) % NOISE_SCALES.len()]) };
             for n in noise.iter_mut() {
                 *n = self.rng.normal();
             }
@@ -361,7 +387,7 @@ impl Planner {
                 if i >= na {
                     noise[column] = NOISE_CORRELATION * noise[column] + innovation * self.rng.normal();
                 }
-                actions.push(self.clamp(column, self.mean[i] + spread[i] * noise[column]));
+                actions.push(self.clamp(column, center[i] + scale * spread[i] * noise[column]));
             }
         }
         actions
