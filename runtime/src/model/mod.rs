@@ -11,6 +11,7 @@ mod checkpoint;
 mod data;
 mod eval;
 mod net;
+mod rollout;
 mod train;
 mod world;
 
@@ -23,7 +24,8 @@ pub use data::{Dataset, Episode, Normalization};
 pub use eval::{
     EvalTable, HORIZONS, LinearModel, effective_rank, evaluate, surprise, surprise_threshold,
 };
-pub use net::{Dims, WorldModel};
+pub use net::{Dims, LATENT_BOUND, WorldModel};
+pub use rollout::{Affine, Batch, CHUNK, Isa, Rollout};
 pub use train::{Losses, Rng, TrainConfig, batch_losses, sample_batch, train};
 pub use world::{
     DEFAULT_EPISODES, Overrides, WorldModelError, WorldSettings, WorldTarget, min_episode_steps,
