@@ -9,8 +9,9 @@
 //!   (`[out, in]`), with the first layer and the skip of the predictor split into their
 //!   latent and action columns, so `W [z; a]` is two products over the two inputs and the
 //!   concatenation is never built.
-//! - Samples are split into chunks of [`CHUNK`] that rayon runs in parallel; a chunk runs all
-//!   steps. Activations are feature-major (`[features, CHUNK]`), so a product `W X` streams
+//! - Samples are split into chunks of [`CHUNK`] (fewer for a small batch, such as the single
+//!   sequence of a refinement step) that rayon runs in parallel; a chunk runs all steps.
+//!   Activations are feature-major (`[features, chunk]`), so a product `W X` streams
 //!   rows of `X` and broadcasts entries of `W`, and the innermost loop is over samples, which
 //!   the compiler turns into vector fused multiply-adds.
 //! - Each product is blocked into tiles of a few output rows by one or two vector registers
@@ -38,6 +39,8 @@ use super::net::{Dims, LATENT_BOUND, WorldModel};
 
 /// Samples per chunk: a multiple of every tile width below.
 pub const CHUNK: usize = 64;
+/// The granularity of narrower chunks for small batches: a multiple of every vector width.
+const NARROW: usize = 16;
 /// `√(2/π)`.
 const GELU_A: f32 = 0.797_884_6;
 /// `√(2/π) · 0.044715`.
@@ -202,8 +205,10 @@ pub struct Batch<'a> {
     pub steps: usize,
 }
 
-/// Buffers of one chunk, feature-major with [`CHUNK`] columns.
+/// Buffers of one chunk, feature-major with `width` columns.
 struct Scratch {
+    /// Samples per chunk: [`CHUNK`], or fewer for a small batch (a multiple of [`NARROW`]).
+    width: usize,
     z: Vec<f32>,
     next: Vec<f32>,
     a: Vec<f32>,
@@ -299,17 +304,20 @@ impl Rollout {
         if samples == 0 {
             return out;
         }
-        out.par_chunks_mut(CHUNK * row)
+        // A small batch (a refinement's single sequence) runs in a narrower chunk.
+        let width = CHUNK.min(samples.div_ceil(NARROW) * NARROW);
+        out.par_chunks_mut(width * row)
             .enumerate()
             .for_each(|(chunk, block)| {
-                let first = chunk * CHUNK;
+                let first = chunk * width;
                 let count = block.len() / row;
                 let mut scratch = Scratch {
-                    z: vec![0.0; latent * CHUNK],
-                    next: vec![0.0; latent * CHUNK],
-                    a: vec![0.0; na * CHUNK],
-                    hidden: vec![0.0; self.predictor.hidden.max(self.probe.hidden) * CHUNK],
-                    probe: vec![0.0; ns * CHUNK],
+                    width,
+                    z: vec![0.0; latent * width],
+                    next: vec![0.0; latent * width],
+                    a: vec![0.0; na * width],
+                    hidden: vec![0.0; self.predictor.hidden.max(self.probe.hidden) * width],
+                    probe: vec![0.0; ns * width],
                 };
                 self.chunk(batch, first, count, block, &mut scratch);
             });
@@ -324,10 +332,10 @@ impl Rollout {
             latent,
             ..
         } = self.dims;
-        let steps = batch.steps;
+        let (steps, width) = (batch.steps, s.width);
         let row = (steps + 1) * ns;
         // Start latents, feature-major; padding lanes repeat the last sample.
-        for lane in 0..CHUNK {
+        for lane in 0..width {
             let sample = first + lane.min(count - 1);
             let start = if batch.start.len() == latent {
                 batch.start
@@ -335,18 +343,18 @@ impl Rollout {
                 &batch.start[sample * latent..(sample + 1) * latent]
             };
             for (j, &v) in start.iter().enumerate() {
-                s.z[j * CHUNK + lane] = v;
+                s.z[j * width + lane] = v;
             }
         }
         for b in 0..count {
             block[b * row..b * row + ns].copy_from_slice(batch.first_row);
         }
         for k in 0..steps {
-            for lane in 0..CHUNK {
+            for lane in 0..width {
                 let sample = first + lane.min(count - 1);
                 let action = &batch.actions[(sample * steps + k) * na..][..na];
                 for (j, &v) in action.iter().enumerate() {
-                    s.a[j * CHUNK + lane] =
+                    s.a[j * width + lane] =
                         v as f32 * batch.action_in.scale[j] + batch.action_in.offset[j];
                 }
             }
@@ -355,7 +363,7 @@ impl Rollout {
             for b in 0..count {
                 let target = &mut block[b * row + (k + 1) * ns..][..ns];
                 for (j, t) in target.iter_mut().enumerate() {
-                    *t = f64::from(s.probe[j * CHUNK + b]);
+                    *t = f64::from(s.probe[j * width + b]);
                 }
             }
         }
@@ -370,7 +378,7 @@ impl Rollout {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::detect` found AVX2 and FMA on this processor.
             Isa::Avx2Fma => unsafe { step_avx2(&self.predictor, &self.probe, s, state_out) },
-            _ => step_generic::<8, 6, false>(&self.predictor, &self.probe, s, state_out),
+            _ => step_baseline(&self.predictor, &self.probe, s, state_out),
         }
     }
 
@@ -525,28 +533,163 @@ fn gelu_slope(x: f32) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+#[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn step_avx512(p: &Net, q: &Net, s: &mut Scratch, state_out: &Affine) {
-    step_generic::<32, 6, true>(p, q, s, state_out)
+    step_generic::<simd::Avx512, 8, 2, true>(p, q, s, state_out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn step_avx2(p: &Net, q: &Net, s: &mut Scratch, state_out: &Affine) {
-    step_generic::<16, 6, true>(p, q, s, state_out)
+    step_generic::<simd::Avx2, 6, 2, true>(p, q, s, state_out)
 }
 
-/// What a tile does between accumulating and storing.
+fn step_baseline(p: &Net, q: &Net, s: &mut Scratch, state_out: &Affine) {
+    step_generic::<simd::Base, 6, 2, false>(p, q, s, state_out)
+}
+
+/// The vector operations the tile loop needs, one implementation per instruction set.
+///
+/// Autovectorized arrays of accumulators turned into gathers and spills here, so the tile
+/// holds explicit vectors; everything outside the tile is plain code the compiler vectorizes.
+mod simd {
+    /// A vector of `LANES` `f32` values.
+    pub trait Simd: Copy {
+        const LANES: usize;
+        /// # Safety
+        /// The instruction set must be available.
+        unsafe fn splat(x: f32) -> Self;
+        /// # Safety
+        /// `p` must point to `LANES` readable values.
+        unsafe fn load(p: *const f32) -> Self;
+        /// # Safety
+        /// `p` must point to `LANES` writable values.
+        unsafe fn store(self, p: *mut f32);
+        /// `a · b + c`, fused where the instruction set has it.
+        /// # Safety
+        /// The instruction set must be available.
+        unsafe fn madd(a: Self, b: Self, c: Self) -> Self;
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[derive(Clone, Copy)]
+    pub struct Avx512(__m512);
+
+    #[cfg(target_arch = "x86_64")]
+    impl Simd for Avx512 {
+        const LANES: usize = 16;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Avx512(_mm512_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx512(unsafe { _mm512_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn madd(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Avx512(_mm512_fmadd_ps(a.0, b.0, c.0)) }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[derive(Clone, Copy)]
+    pub struct Avx2(__m256);
+
+    #[cfg(target_arch = "x86_64")]
+    impl Simd for Avx2 {
+        const LANES: usize = 8;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Avx2(_mm256_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Avx2(unsafe { _mm256_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn madd(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Avx2(_mm256_fmadd_ps(a.0, b.0, c.0)) }
+        }
+    }
+
+    /// SSE2, which every x86-64 processor has: multiply, then add.
+    #[cfg(target_arch = "x86_64")]
+    #[derive(Clone, Copy)]
+    pub struct Base(__m128);
+
+    #[cfg(target_arch = "x86_64")]
+    impl Simd for Base {
+        const LANES: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            unsafe { Base(_mm_set1_ps(x)) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Base(unsafe { _mm_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn madd(a: Self, b: Self, c: Self) -> Self {
+            unsafe { Base(_mm_add_ps(_mm_mul_ps(a.0, b.0), c.0)) }
+        }
+    }
+
+    /// Other architectures: one lane.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[derive(Clone, Copy)]
+    pub struct Base(f32);
+
+    #[cfg(not(target_arch = "x86_64"))]
+    impl Simd for Base {
+        const LANES: usize = 1;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Base(x)
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Base(unsafe { *p })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { *p = self.0 }
+        }
+        #[inline(always)]
+        unsafe fn madd(a: Self, b: Self, c: Self) -> Self {
+            Base(a.0 * b.0 + c.0)
+        }
+    }
+}
+
+use simd::Simd;
+
+/// What a layer does between accumulating and storing.
 #[derive(Clone, Copy)]
 enum Epilogue<'a> {
     Gelu,
-    /// Add the residual rows (`[rows, CHUNK]`), then clip to `±LATENT_BOUND`.
+    /// Add the residual rows (`[rows, width]`), then clip to `±LATENT_BOUND`.
     ResidualClip(&'a [f32]),
     /// Per-row `x · scale + offset`.
     Affine(&'a Affine),
 }
 
-/// One product term `W X`: `w` is `[rows, n_in]` row-major, `x` is `[n_in, CHUNK]`.
+/// One product term `W X`: `w` is `[rows, n_in]` row-major, `x` is `[n_in, width]`.
 #[derive(Clone, Copy)]
 struct Term<'a> {
     w: &'a [f32],
@@ -555,21 +698,22 @@ struct Term<'a> {
 }
 
 #[inline(always)]
-fn step_generic<const T: usize, const R: usize, const FMA: bool>(
+fn step_generic<S: Simd, const R: usize, const V: usize, const FMA: bool>(
     p: &Net,
     q: &Net,
     s: &mut Scratch,
     state_out: &Affine,
 ) {
     let Scratch {
+        width,
         z,
         next,
         a,
         hidden,
         probe,
     } = s;
-    let hp = &mut hidden[..p.hidden * CHUNK];
-    let (z, a): (&[f32], &[f32]) = (z, a);
+    let (width, z, a): (usize, &[f32], &[f32]) = (*width, z, a);
+    let hp = &mut hidden[..p.hidden * width];
     let first = [
         Term {
             w: &p.w1_z,
@@ -582,7 +726,7 @@ fn step_generic<const T: usize, const R: usize, const FMA: bool>(
             x: a,
         },
     ];
-    layer::<T, R, FMA>(p.hidden, &first, &p.b1, Epilogue::Gelu, hp);
+    layer::<S, R, V, FMA>(p.hidden, &first, &p.b1, Epilogue::Gelu, width, hp);
     let second = [
         Term {
             w: &p.w2,
@@ -600,9 +744,16 @@ fn step_generic<const T: usize, const R: usize, const FMA: bool>(
             x: a,
         },
     ];
-    layer::<T, R, FMA>(p.out, &second, &p.b2, Epilogue::ResidualClip(z), next);
-    let hq = &mut hidden[..q.hidden * CHUNK];
-    layer::<T, R, FMA>(
+    layer::<S, R, V, FMA>(
+        p.out,
+        &second,
+        &p.b2,
+        Epilogue::ResidualClip(z),
+        width,
+        next,
+    );
+    let hq = &mut hidden[..q.hidden * width];
+    layer::<S, R, V, FMA>(
         q.hidden,
         &[Term {
             w: &q.w1_z,
@@ -611,6 +762,7 @@ fn step_generic<const T: usize, const R: usize, const FMA: bool>(
         }],
         &q.b1,
         Epilogue::Gelu,
+        width,
         hq,
     );
     let out = [
@@ -625,96 +777,134 @@ fn step_generic<const T: usize, const R: usize, const FMA: bool>(
             x: &*next,
         },
     ];
-    layer::<T, R, FMA>(q.out, &out, &q.b2, Epilogue::Affine(state_out), probe);
+    layer::<S, R, V, FMA>(
+        q.out,
+        &out,
+        &q.b2,
+        Epilogue::Affine(state_out),
+        width,
+        probe,
+    );
 }
 
-/// `out = epilogue(Σ terms + bias)` for `rows` output rows, in tiles of `R` rows by `T`
-/// samples.
+/// `out = epilogue(Σ terms + bias)` for `rows` output rows of `width` samples, in tiles of
+/// `R` rows by `V` vectors of samples (one vector where `width` is narrower than `V`).
 #[inline(always)]
-fn layer<const T: usize, const R: usize, const FMA: bool>(
+fn layer<S: Simd, const R: usize, const V: usize, const FMA: bool>(
     rows: usize,
     terms: &[Term],
     bias: &[f32],
     epilogue: Epilogue,
+    width: usize,
     out: &mut [f32],
 ) {
-    debug_assert!(CHUNK % T == 0 && bias.len() == rows && out.len() >= rows * CHUNK);
+    assert!(
+        width % S::LANES == 0 && bias.len() == rows && out.len() >= rows * width,
+        "layer buffers"
+    );
     for t in terms {
         assert!(
-            t.w.len() >= rows * t.n_in && t.x.len() >= t.n_in * CHUNK,
+            t.w.len() >= rows * t.n_in && t.x.len() >= t.n_in * width,
             "term buffers"
         );
     }
-    let mut row = 0;
-    while row + R <= rows {
-        for lane in (0..CHUNK).step_by(T) {
-            tile::<T, R, FMA>(row, lane, terms, bias, epilogue, out);
+    if let Epilogue::ResidualClip(residual) = epilogue {
+        assert!(residual.len() >= rows * width, "residual buffer");
+    }
+    // SAFETY (all tiles): the asserts above bound every index a tile reads and writes.
+    if width % (V * S::LANES) == 0 {
+        let mut row = 0;
+        while row + R <= rows {
+            for lane in (0..width).step_by(V * S::LANES) {
+                unsafe { tile::<S, R, V>(row, lane, terms, bias, width, out) };
+            }
+            row += R;
         }
-        row += R;
-    }
-    while row < rows {
-        for lane in (0..CHUNK).step_by(T) {
-            tile::<T, 1, FMA>(row, lane, terms, bias, epilogue, out);
+        for row in row..rows {
+            for lane in (0..width).step_by(V * S::LANES) {
+                unsafe { tile::<S, 1, V>(row, lane, terms, bias, width, out) };
+            }
         }
-        row += 1;
-    }
-}
-
-#[inline(always)]
-fn tile<const T: usize, const R: usize, const FMA: bool>(
-    row: usize,
-    lane: usize,
-    terms: &[Term],
-    bias: &[f32],
-    epilogue: Epilogue,
-    out: &mut [f32],
-) {
-    let mut acc = [[0.0f32; T]; R];
-    for (r, acc_r) in acc.iter_mut().enumerate() {
-        *acc_r = [bias[row + r]; T];
-    }
-    for term in terms {
-        let n_in = term.n_in;
-        for i in 0..n_in {
-            // SAFETY: `layer` checked `x.len() ≥ n_in · CHUNK` and `w.len() ≥ rows · n_in`, and
-            // `lane + T ≤ CHUNK`, `row + R ≤ rows`.
-            let x: &[f32; T] =
-                unsafe { &*(term.x.as_ptr().add(i * CHUNK + lane) as *const [f32; T]) };
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let w = unsafe { *term.w.get_unchecked((row + r) * n_in + i) };
-                for l in 0..T {
-                    acc_r[l] = madd::<FMA>(w, x[l], acc_r[l]);
-                }
+    } else {
+        let mut row = 0;
+        while row + R <= rows {
+            for lane in (0..width).step_by(S::LANES) {
+                unsafe { tile::<S, R, 1>(row, lane, terms, bias, width, out) };
+            }
+            row += R;
+        }
+        for row in row..rows {
+            for lane in (0..width).step_by(S::LANES) {
+                unsafe { tile::<S, 1, 1>(row, lane, terms, bias, width, out) };
             }
         }
     }
+    // The epilogue runs over the rows just written, still in L1.
+    let out = &mut out[..rows * width];
     match epilogue {
         Epilogue::Gelu => {
-            for acc_r in acc.iter_mut() {
-                for v in acc_r.iter_mut() {
-                    *v = gelu_fast::<FMA>(*v);
-                }
+            for v in out.iter_mut() {
+                *v = gelu_fast::<FMA>(*v);
             }
         }
         Epilogue::ResidualClip(residual) => {
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let res = &residual[(row + r) * CHUNK + lane..][..T];
-                for l in 0..T {
-                    acc_r[l] = (acc_r[l] + res[l]).max(-LATENT_BOUND).min(LATENT_BOUND);
-                }
+            for (v, r) in out.iter_mut().zip(residual) {
+                *v = (*v + r).max(-LATENT_BOUND).min(LATENT_BOUND);
             }
         }
         Epilogue::Affine(map) => {
-            for (r, acc_r) in acc.iter_mut().enumerate() {
-                let (scale, offset) = (map.scale[row + r], map.offset[row + r]);
-                for v in acc_r.iter_mut() {
+            for (r, row) in out.chunks_exact_mut(width).enumerate() {
+                let (scale, offset) = (map.scale[r], map.offset[r]);
+                for v in row.iter_mut() {
                     *v = madd::<FMA>(*v, scale, offset);
                 }
             }
         }
     }
-    for (r, acc_r) in acc.iter().enumerate() {
-        out[(row + r) * CHUNK + lane..][..T].copy_from_slice(acc_r);
+}
+
+/// Rows `row..row + R`, samples `lane..lane + V · LANES` of `Σ terms + bias` into `out`.
+///
+/// # Safety
+///
+/// The instruction set of `S` must be available, and the indices in bounds (see `layer`).
+#[inline(always)]
+unsafe fn tile<S: Simd, const R: usize, const V: usize>(
+    row: usize,
+    lane: usize,
+    terms: &[Term],
+    bias: &[f32],
+    width: usize,
+    out: &mut [f32],
+) {
+    unsafe {
+        let mut acc = [[S::splat(0.0); V]; R];
+        for (r, acc_r) in acc.iter_mut().enumerate() {
+            *acc_r = [S::splat(*bias.get_unchecked(row + r)); V];
+        }
+        for term in terms {
+            let n_in = term.n_in;
+            let w = term.w.as_ptr().add(row * n_in);
+            let x = term.x.as_ptr().add(lane);
+            for i in 0..n_in {
+                let mut xs = [S::splat(0.0); V];
+                for (v, xv) in xs.iter_mut().enumerate() {
+                    *xv = S::load(x.add(i * width + v * S::LANES));
+                }
+                for (r, acc_r) in acc.iter_mut().enumerate() {
+                    let wr = S::splat(*w.add(r * n_in + i));
+                    for v in 0..V {
+                        acc_r[v] = S::madd(wr, xs[v], acc_r[v]);
+                    }
+                }
+            }
+        }
+        let o = out.as_mut_ptr();
+        for (r, acc_r) in acc.iter().enumerate() {
+            for (v, value) in acc_r.iter().enumerate() {
+                value.store(o.add((row + r) * width + lane + v * S::LANES));
+            }
+        }
     }
 }
 
