@@ -1,7 +1,11 @@
 //! The fast rollout kernel against the world model's candle rollout, and its action gradient
-//! against finite differences, on random weights and inputs.
+//! against finite differences, on random weights and inputs; then the same through the
+//! planner's model dynamics in SI units.
 
-use basin_runtime::model::{Affine, Batch, Dims, Isa, LATENT_BOUND, Rollout, WorldModel};
+use basin_runtime::model::{
+    Affine, Batch, Dims, Isa, LATENT_BOUND, Normalization, Rollout, WorldModel,
+};
+use basin_runtime::mpc::{Dynamics, ModelDynamics, Scorer};
 use basin_runtime::scenario::Rng;
 use candle_core::{Device, Tensor};
 
@@ -258,6 +262,147 @@ fn action_gradient_matches_differences() {
         let numeric = (objective(&up) - objective(&down)) / (2.0 * h);
         assert!(
             (gradient[i] - numeric).abs() <= 2e-3 * largest,
+            "action {i}: reverse sweep {}, central difference {numeric}",
+            gradient[i]
+        );
+    }
+}
+
+fn double_integrator() -> basin_compiler::plan::Plan {
+    use basin_compiler::plan::{CompileOptions, compile};
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/double-integrator");
+    let path = dir.join("double-integrator.basin");
+    let text = std::fs::read_to_string(&path)
+        .expect("example spec")
+        .replace("horizon: 8 s", "horizon: 1 s");
+    let db = basin_compiler::Database::new();
+    let file = db.add_file(path.display().to_string(), text);
+    let (plan, diagnostics) = compile(
+        &db,
+        file,
+        &CompileOptions {
+            base_dir: Some(dir),
+            allow_outside: false,
+        },
+    );
+    plan.unwrap_or_else(|| panic!("the example does not compile: {diagnostics:?}"))
+}
+
+/// A world model for the double integrator's two states and one action, with a
+/// normalization that is not the identity.
+fn double_integrator_dynamics() -> ModelDynamics {
+    let dims = Dims {
+        n_states: 2,
+        n_actions: 1,
+        latent: 6,
+        hidden: 12,
+    };
+    let normalization = Normalization {
+        state_mean: vec![4.0, 1.0],
+        state_std: vec![3.0, 0.8],
+        action_mean: vec![0.1],
+        action_std: vec![0.6],
+    };
+    ModelDynamics::new(random_model(dims, 9, 1.0), normalization, 1.0).expect("dynamics")
+}
+
+#[test]
+fn model_dynamics_match_candle_in_si_units() {
+    let dynamics = double_integrator_dynamics();
+    let norm = dynamics.normalization.clone();
+    let (samples, steps) = (5, 7);
+    let mut rng = Rng::new(21);
+    let state = [2.5, -0.3];
+    let actions: Vec<f64> = (0..samples * steps)
+        .map(|_| rng.uniform() * 2.0 - 1.0)
+        .collect();
+    let got = dynamics
+        .rollout(&state, &actions, samples, steps, 0.1)
+        .expect("rollout");
+
+    let model = &dynamics.model;
+    let start: Vec<f32> = state
+        .iter()
+        .enumerate()
+        .map(|(j, &v)| (v as f32 - norm.state_mean[j]) / norm.state_std[j])
+        .collect();
+    let start = Tensor::from_vec(start, (1, 2), &Device::Cpu)
+        .and_then(|t| t.repeat((samples, 1)))
+        .expect("start");
+    let per_step: Vec<Tensor> = (0..steps)
+        .map(|k| {
+            let rows: Vec<f32> = (0..samples)
+                .map(|s| (actions[s * steps + k] as f32 - norm.action_mean[0]) / norm.action_std[0])
+                .collect();
+            Tensor::from_vec(rows, (samples, 1), &Device::Cpu).expect("tensor")
+        })
+        .collect();
+    let expected = model.rollout(&start, &per_step).expect("candle rollout");
+    for s in 0..samples {
+        assert_eq!(
+            &got[s * (steps + 1) * 2..][..2],
+            &state[..],
+            "row 0 of sample {s}"
+        );
+        for (k, tensor) in expected.iter().enumerate() {
+            let rows: Vec<f32> = tensor
+                .flatten_all()
+                .and_then(|t| t.to_vec1())
+                .expect("values");
+            for j in 0..2 {
+                let e = f64::from(rows[s * 2 + j] * norm.state_std[j] + norm.state_mean[j]);
+                let g = got[(s * (steps + 1) + k + 1) * 2 + j];
+                assert!(
+                    (g - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                    "sample {s}, step {k}, state {j}: kernel {g}, candle {e}"
+                );
+            }
+        }
+    }
+}
+
+/// The gradient the refinement uses, the JIT's energy gradient carried back through the
+/// model's rollout plus its direct action part, against central differences of the energy.
+#[test]
+fn energy_gradient_through_the_model_matches_differences() {
+    let plan = double_integrator();
+    let scorer = Scorer::new(plan.clone(), vec![None; plan.contexts.len()]);
+    let dynamics = double_integrator_dynamics();
+    let steps = plan.horizon.as_ref().expect("horizon").steps as usize;
+    let state = [1.0, 0.5];
+    let mut rng = Rng::new(4);
+    let actions: Vec<f64> = (0..steps).map(|_| rng.uniform() * 1.6 - 0.8).collect();
+    let energy = |a: &[f64]| -> f64 {
+        let states = dynamics.rollout(&state, a, 1, steps, 0.1).expect("rollout");
+        scorer.evaluate(0.0, &states, a).total
+    };
+    let states = dynamics
+        .rollout(&state, &actions, 1, steps, 0.1)
+        .expect("rollout");
+    let (evaluation, direct) = scorer.gradient(0.0, &states, &actions);
+    assert!(evaluation.total.is_finite());
+    let through = dynamics
+        .action_gradient(&state, &actions, 0.1, &direct.states)
+        .expect("the model has a reverse pass")
+        .expect("gradient");
+    let gradient: Vec<f64> = through
+        .iter()
+        .zip(&direct.actions)
+        .map(|(t, d)| t + d)
+        .collect();
+    let largest = gradient.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    assert!(largest > 1e-3, "gradient {gradient:?} is too small to test");
+    // The penalties are sharp (softplus at τ = 0.01), so the step is small; the states are
+    // `f32`, so the tolerance is loose.
+    for i in 0..steps {
+        let h = 1e-4;
+        let (mut up, mut down) = (actions.clone(), actions.clone());
+        up[i] += h;
+        down[i] -= h;
+        let numeric = (energy(&up) - energy(&down)) / (2.0 * h);
+        assert!(
+            (gradient[i] - numeric).abs() <= 3e-2 * largest,
             "action {i}: reverse sweep {}, central difference {numeric}",
             gradient[i]
         );
