@@ -11,6 +11,7 @@ mod checkpoint;
 mod data;
 mod eval;
 mod net;
+mod surrogate;
 mod train;
 mod world;
 
@@ -24,6 +25,10 @@ pub use eval::{
     EvalTable, HORIZONS, LinearModel, effective_rank, evaluate, surprise, surprise_threshold,
 };
 pub use net::{Dims, WorldModel};
+pub use surrogate::{
+    Surrogate, SurrogateError, SurrogateMeta, SurrogateOrigin, SurrogateSettings, SurrogateTarget,
+    ensure_surrogate, outcome_values,
+};
 pub use train::{Losses, Rng, TrainConfig, batch_losses, sample_batch, train};
 pub use world::{
     DEFAULT_EPISODES, Overrides, WorldModelError, WorldSettings, WorldTarget, min_episode_steps,
