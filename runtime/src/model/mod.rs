@@ -12,6 +12,7 @@ mod data;
 mod eval;
 mod net;
 mod rollout;
+mod surrogate;
 mod train;
 mod world;
 
@@ -26,6 +27,10 @@ pub use eval::{
 };
 pub use net::{Dims, LATENT_BOUND, WorldModel};
 pub use rollout::{Affine, Batch, CHUNK, Isa, Rollout};
+pub use surrogate::{
+    Surrogate, SurrogateError, SurrogateMeta, SurrogateOrigin, SurrogateSettings, SurrogateTarget,
+    ensure_surrogate, outcome_values,
+};
 pub use train::{Losses, Rng, TrainConfig, batch_losses, sample_batch, train};
 pub use world::{
     DEFAULT_EPISODES, Overrides, WorldModelError, WorldSettings, WorldTarget, min_episode_steps,
