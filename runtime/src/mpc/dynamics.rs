@@ -70,6 +70,8 @@ pub struct ModelDynamics {
     action_in: Affine,
     /// Normalized states to SI ones.
     state_out: Affine,
+    /// The latest observed state and its latent.
+    latest: Mutex<Option<(Vec<f64>, Vec<f32>)>>,
 }
 
 impl ModelDynamics {
@@ -95,7 +97,7 @@ impl ModelDynamics {
             offset: norm.action_mean.iter().zip(&norm.action_std).map(|(m, s)| -m / s).collect(),
         };
         let state_out = Affine { scale: norm.state_std.clone(), offset: norm.state_mean.clone() };
-        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out })
+        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, latest: Mutex::new(None) })
     }
 
     fn normalized(&self, rows: &[f64], mean: &[f32], std: &[f32]) -> Vec<f32> {
@@ -108,11 +110,23 @@ impl ModelDynamics {
     }
 
     /// The latent of the observed `state`, by the world model's encoder.
+    ///
+    /// A solve rolls out from the same state a dozen times or more, and each candle call costs
+    /// tens of microseconds (candle 0.11 counts the processor's cores, reading `/proc/cpuinfo`,
+    /// on every matrix product), so the latest state's latent is kept.
     fn start_latent(&self, state: &[f64]) -> Result<Vec<f32>, MpcError> {
+        let mut cached = self.latest.lock().expect("latent cache lock");
+        if let Some((seen, latent)) = cached.as_ref()
+            && seen.as_slice() == state
+        {
+            return Ok(latent.clone());
+        }
         let norm = &self.normalization;
         let start = self.normalized(state, &norm.state_mean, &norm.state_std);
         let start = Tensor::from_vec(start, (1, self.n_states()), self.device())?;
-        Ok(self.model.encode(&start)?.flatten_all()?.to_vec1()?)
+        let latent: Vec<f32> = self.model.encode(&start)?.flatten_all()?.to_vec1()?;
+        *cached = Some((state.to_vec(), latent.clone()));
+        Ok(latent)
     }
 }
 
