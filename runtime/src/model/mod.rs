@@ -11,6 +11,7 @@ mod checkpoint;
 mod data;
 mod eval;
 mod net;
+mod rollout;
 mod surrogate;
 mod train;
 mod world;
@@ -24,7 +25,8 @@ pub use data::{Dataset, Episode, Normalization};
 pub use eval::{
     EvalTable, HORIZONS, LinearModel, effective_rank, evaluate, surprise, surprise_threshold,
 };
-pub use net::{Dims, WorldModel};
+pub use net::{Dims, LATENT_BOUND, WorldModel};
+pub use rollout::{Affine, Batch, CHUNK, Isa, Rollout};
 pub use surrogate::{
     Surrogate, SurrogateError, SurrogateMeta, SurrogateOrigin, SurrogateSettings, SurrogateTarget,
     ensure_surrogate, outcome_values,
