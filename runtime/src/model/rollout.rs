@@ -2,7 +2,7 @@
 //!
 //! Planners roll out a thousand action sequences over tens of steps several times per
 //! control step. Through candle every step is a handful of tensor operations, each with
-//! its own allocation, dispatch and pass over memory; here the same arithmetic runs as one
+//! its own allocation, dispatch and pass over memory. Here the same arithmetic runs as one
 //! pass per chunk of samples with every buffer resident in cache.
 //!
 //! - The weights are copied once out of a [`WorldModel`] into plain row-major buffers
@@ -162,7 +162,7 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The widest instruction set this processor supports.
+    /// Returns the widest instruction set this processor supports.
     pub fn detect() -> Isa {
         #[cfg(target_arch = "x86_64")]
         {
