@@ -2,19 +2,22 @@
 //! predicted state trajectories.
 //!
 //! Two implementations exist. [`ModelDynamics`] runs the learned world model (encode, then
-//! predict and probe at every step) and denormalizes its output to SI units.
+//! predict and probe at every step) and denormalizes its output to SI units. Its encoder
+//! reads the state and, for a robot on a map, an occupancy patch cut from the map it holds,
+//! which [`ModelDynamics::replace_grid`] swaps when the map changes during a run.
 //! [`SimulatorDynamics`] runs the physics scenario itself, which is exact but much slower,
 //! for tests and for comparing the world model with the simulator in the loop.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use basin_compiler::plan::Plan;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::MpcError;
-use crate::model::{Normalization, WorldModel, surprise};
+use crate::context::Grid;
+use crate::model::{Normalization, Observer, PatchSampler, WorldModel, surprise};
 use crate::scenario::{
     DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Pendulum, PendulumParams,
     Scenario, Start, scenario_from_plan,
@@ -53,9 +56,43 @@ pub struct ModelDynamics {
     pub normalization: Normalization,
     /// The surprise above which a transition counts as implausible (from the checkpoint).
     pub surprise_threshold: f64,
+    /// Builds encoder inputs; holds the map the occupancy patch is cut from.
+    observer: RwLock<Observer>,
 }
 
 impl ModelDynamics {
+    /// Wraps a trained model. `grid` is the map its occupancy patches are cut from; it is
+    /// required when the model's observations carry a patch and ignored otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`MpcError::NoMap`] when the model reads a patch and `grid` is `None`.
+    pub fn new(model: WorldModel, normalization: Normalization, surprise_threshold: f64, grid: Option<&Grid>) -> Result<Self, MpcError> {
+        let patches = match (model.dims.patch, grid) {
+            (Some(spec), Some(grid)) => Some(PatchSampler::new(spec, grid)),
+            (Some(_), None) => return Err(MpcError::NoMap),
+            (None, _) => None,
+        };
+        let observer = RwLock::new(Observer::new(normalization.clone(), patches));
+        Ok(ModelDynamics { model, normalization, surprise_threshold, observer })
+    }
+
+    /// Replaces the map that occupancy patches are cut from, for an obstacle added or
+    /// removed during a run; later rollouts encode the state against the new map. Does
+    /// nothing for a model without a patch.
+    pub fn replace_grid(&self, grid: &Grid) {
+        let mut observer = self.observer.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(spec) = observer.patch_spec() {
+            observer.patches = Some(PatchSampler::new(spec, grid));
+        }
+    }
+
+    /// Returns the encoder inputs `[rows, n_obs]` of states in SI units (rows of `n_states`):
+    /// the normalized state, then the occupancy patch around it.
+    pub fn observe(&self, states: &[f64]) -> Vec<f32> {
+        self.observer.read().unwrap_or_else(|e| e.into_inner()).observe_f64(states)
+    }
+
     fn normalized(&self, rows: &[f64], mean: &[f32], std: &[f32]) -> Vec<f32> {
         let width = mean.len();
         rows.iter().enumerate().map(|(i, &v)| (v as f32 - mean[i % width]) / std[i % width]).collect()
@@ -85,8 +122,7 @@ impl Dynamics for ModelDynamics {
     ) -> Result<Vec<f64>, MpcError> {
         let (ns, na) = (self.n_states(), self.n_actions());
         let norm = &self.normalization;
-        let start = self.normalized(state, &norm.state_mean, &norm.state_std);
-        let start = Tensor::from_vec(start, (1, ns), self.device())?.repeat((samples, 1))?;
+        let start = Tensor::from_vec(self.observe(state), (1, self.model.dims.n_obs()), self.device())?.repeat((samples, 1))?;
         let normalized = self.normalized(actions, &norm.action_mean, &norm.action_std);
         // [samples, steps, na] → one [samples, na] tensor per step.
         let all = Tensor::from_vec(normalized, (samples, steps, na), self.device())?;
@@ -112,9 +148,9 @@ impl Dynamics for ModelDynamics {
     fn surprise(&self, state: &[f64], action: &[f64], next: &[f64]) -> Option<(f64, f64)> {
         let norm = &self.normalization;
         let tensor = |rows: Vec<f32>| Tensor::from_vec(rows.clone(), (1, rows.len()), self.device()).ok();
-        let s = tensor(self.normalized(state, &norm.state_mean, &norm.state_std))?;
+        let s = tensor(self.observe(state))?;
         let a = tensor(self.normalized(action, &norm.action_mean, &norm.action_std))?;
-        let n = tensor(self.normalized(next, &norm.state_mean, &norm.state_std))?;
+        let n = tensor(self.observe(next))?;
         let value = surprise(&self.model, &s, &a, &n).ok()?.first().copied()?;
         Some((f64::from(value), self.surprise_threshold))
     }
