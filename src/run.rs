@@ -92,7 +92,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     if plan.agents.is_empty() && !plan.designs.is_empty() {
-        return super::design_cmd::run(&plan, args.refine.as_deref());
+        let options = super::design_cmd::DesignOptions { refine: args.refine.as_deref(), samples: args.samples, iterations: args.iterations, seed: args.seed };
+        return super::design_cmd::run(&plan, &base_dir, &options);
     }
     let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
     let mut plant = scenario_from_plan(&plan, Some(&base_dir), Start::Plan).context("cannot build the plant")?;

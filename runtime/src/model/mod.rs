@@ -13,6 +13,8 @@ mod data;
 mod eval;
 mod net;
 mod patch;
+mod rollout;
+mod surrogate;
 mod train;
 mod world;
 
@@ -27,6 +29,11 @@ pub use eval::{
 };
 pub use net::{Dims, LATENT_BOUND, WorldModel};
 pub use patch::{Observer, PatchSampler, PatchSpec};
+pub use rollout::{Affine, Batch, CHUNK, Isa, Rollout};
+pub use surrogate::{
+    Surrogate, SurrogateError, SurrogateMeta, SurrogateOrigin, SurrogateSettings, SurrogateTarget,
+    ensure_surrogate, outcome_values,
+};
 pub use train::{
     Losses, Prepared, Rng, TrainConfig, batch_losses, sample_batch, train, train_prepared,
 };
