@@ -17,6 +17,20 @@ use basin_runtime::model::{
     Surrogate, SurrogateOrigin, SurrogateTarget, ensure_surrogate, outcome_values,
 };
 
+/// Prints to standard output through `write_stdout`, so a reader that closes the pipe
+/// early (`basin run … | head`) ends the output quietly instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        super::write_stdout(&format!($($arg)*))?
+    };
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        super::write_stdout(&(format!($($arg)*) + "\n"))?
+    };
+}
+
 /// Options of a design run from `basin run`.
 pub struct DesignOptions<'a> {
     /// Apply only this refinement (default: all, in order).
@@ -121,20 +135,20 @@ fn surrogate_for(
         .context("cannot get a surrogate of the design scenario")?;
     let world = &target.world.name;
     match origin {
-        SurrogateOrigin::Loaded(p) => println!(
+        SurrogateOrigin::Loaded(p) => outln!(
             "surrogate `{world}`: loaded `{}` ({})",
             p.display(),
             surrogate.describe()
         ),
-        SurrogateOrigin::Reused => println!(
+        SurrogateOrigin::Reused => outln!(
             "surrogate `{world}`: reused, since the refinement changes no input of the scenario"
         ),
-        SurrogateOrigin::Trained(p) => println!(
+        SurrogateOrigin::Trained(p) => outln!(
             "surrogate `{world}`: trained on {}, saved to `{}`",
             surrogate.describe(),
             p.display()
         ),
-        SurrogateOrigin::FineTuned { path, changed } => println!(
+        SurrogateOrigin::FineTuned { path, changed } => outln!(
             "surrogate `{world}`: fine-tuned from the previous weights because the refinement changes {}; {}, saved to `{}`",
             changed.join(", "),
             surrogate.describe(),
@@ -190,9 +204,9 @@ pub fn run(plan: &Plan, spec_dir: &Path, options: &DesignOptions<'_>) -> anyhow:
         &settings,
         None,
     )?;
-    println!("design\n{}", format_values(plan, &current.values));
-    println!("{}", current.explanation.render());
-    print!(
+    outln!("design\n{}", format_values(plan, &current.values));
+    outln!("{}", current.explanation.render());
+    out!(
         "{}",
         validate(&current_plan, &current.values, outcomes.as_ref())
     );
@@ -205,8 +219,8 @@ pub fn run(plan: &Plan, spec_dir: &Path, options: &DesignOptions<'_>) -> anyhow:
             .expect("names come from the plan");
         let applied = refiner.apply(&mut db, refinement);
         let refined = refiner.plan(&db);
-        println!("\nrefinement {name:?}");
-        print!("{}", describe_applied(&refiner, &db, &applied));
+        outln!("\nrefinement {name:?}");
+        out!("{}", describe_applied(&refiner, &db, &applied));
         outcomes = match outcomes {
             Some(o) => surrogate_for(&refined, spec_dir, Some(o.surrogate))?,
             None => None,
@@ -218,12 +232,12 @@ pub fn run(plan: &Plan, spec_dir: &Path, options: &DesignOptions<'_>) -> anyhow:
             &settings,
             Some(&current.values),
         )?;
-        println!(
+        outln!(
             "re-solved warm from the previous design\n{}",
             format_values(plan, &next.values)
         );
-        println!("{}", compare(&current.explanation, &next.explanation));
-        print!("{}", validate(&refined, &next.values, outcomes.as_ref()));
+        outln!("{}", compare(&current.explanation, &next.explanation));
+        out!("{}", validate(&refined, &next.values, outcomes.as_ref()));
         current = next;
         current_plan = refined;
     }
@@ -240,7 +254,7 @@ pub fn run(plan: &Plan, spec_dir: &Path, options: &DesignOptions<'_>) -> anyhow:
             &params,
             model.as_ref().map(|m| m as &dyn OutcomeModel),
         );
-        print!("{}", report_conflict(&problem, &settings));
+        out!("{}", report_conflict(&problem, &settings));
         Ok(ExitCode::from(2))
     }
 }
@@ -384,6 +398,29 @@ fn validate(plan: &Plan, values: &[f64], outcomes: Option<&Outcomes>) -> String 
             }
         }
     }
+    // Score the design again with the simulated outcomes: a hard constraint the surrogate
+    // met by less than its error can fail in simulation, and the report says so.
+    let params: Vec<f64> = plan.params.iter().map(|p| p.value.0).collect();
+    let mut states = vec![0.0; Shape::of(plan).n_states];
+    states[target.state_offset..target.state_offset + simulated.len()].copy_from_slice(&simulated);
+    let checked = design::explain(plan, values, &params, &states);
+    if checked.violated.is_empty() {
+        let _ = writeln!(
+            out,
+            "  every hard constraint holds with the simulated outcomes"
+        );
+    }
+    for &i in &checked.violated {
+        let t = &checked.terms[i];
+        let _ = writeln!(
+            out,
+            "  with the simulated outcomes, {} (line {}) is violated by {:.6} SI units: `{}`",
+            t.name,
+            t.line,
+            -t.robustness.unwrap_or(0.0),
+            t.source
+        );
+    }
     out
 }
 
@@ -471,17 +508,17 @@ pub fn judge(plan: &Plan, values_path: &Path) -> anyhow::Result<ExitCode> {
         let simulated = outcome_values(&target, &outcome);
         states[target.state_offset..target.state_offset + simulated.len()]
             .copy_from_slice(&simulated);
-        println!("outcomes simulated in the physics scenario (rapier3d load test)");
+        outln!("outcomes simulated in the physics scenario (rapier3d load test)");
     }
     let explanation = design::explain(plan, &values, &params, &states);
-    println!("design\n{}", format_values(plan, &values));
-    print!("{}", explanation.render());
+    outln!("design\n{}", format_values(plan, &values));
+    out!("{}", explanation.render());
     if explanation.violated.is_empty() {
         Ok(ExitCode::SUCCESS)
     } else {
         for &i in &explanation.violated {
             let t = &explanation.terms[i];
-            println!("violated: {} (line {}): `{}`", t.name, t.line, t.source);
+            outln!("violated: {} (line {}): `{}`", t.name, t.line, t.source);
         }
         Ok(ExitCode::from(2))
     }

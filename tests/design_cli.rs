@@ -14,7 +14,7 @@ fn scratch_example(name: &str, test: &str) -> (PathBuf, PathBuf) {
         .join(name)
         .join(format!("{name}.basin"));
     let text = std::fs::read_to_string(source).unwrap();
-    let small = text.replace("samples: 2000, epochs: 400", "samples: 200, epochs: 300");
+    let small = text.replace("samples: 2000, epochs: 1500", "samples: 200, epochs: 300");
     assert_ne!(
         small, text,
         "the example's world settings changed; update this test"
@@ -125,7 +125,7 @@ fn chair_run_reports_validation_and_refinement_then_judge_scores_a_design() {
         "output:\n{text}"
     );
     assert!(
-        text.contains("violated: holds_weight.1 (line 19)"),
+        text.contains("violated: holds_weight.1 (line 21)"),
         "output:\n{text}"
     );
     assert!(

@@ -27,9 +27,9 @@ use crate::model::{Rng, Surrogate, SurrogateTarget};
 
 /// Supplies the outcomes a plan's terms read, for designs in the plan's design layout.
 pub trait OutcomeModel: Sync {
-    /// The state row (every state column of the plan at step 0) of each design.
+    /// Computes the state row (every state column of the plan at step 0) of each design.
     fn states(&self, designs: &[Vec<f64>]) -> Vec<Vec<f64>>;
-    /// The gradient of `Σ cotangent_j · state_j` with respect to the design variables.
+    /// Computes the gradient of `Σ cotangent_j · state_j` with respect to the design variables.
     fn vjp(&self, design: &[f64], cotangent: &[f64]) -> Vec<f64>;
 }
 

@@ -18,7 +18,7 @@ fn example(name: &str) -> Plan {
         .join("../examples")
         .join(name);
     let text = std::fs::read_to_string(dir.join(format!("{name}.basin"))).expect("example");
-    let small = text.replace("samples: 2000, epochs: 400", "samples: 300, epochs: 400");
+    let small = text.replace("samples: 2000, epochs: 1500", "samples: 300, epochs: 400");
     assert_ne!(
         small, text,
         "the example's world settings changed; update this test"

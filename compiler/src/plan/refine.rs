@@ -3,8 +3,8 @@
 //!
 //! A refinement edits named parameters (`aluminum_6061.tensile_strength *= 1.15`). Each
 //! parameter is its own salsa input ([`ParamCell`]), and each term is rebuilt by its own
-//! tracked query ([`term_build`]): the term's part of the graph with the current parameter
-//! values folded into constants, ready for a backend that compiles constants in. A term's
+//! tracked query ([`term_build`]). A build is the term's part of the graph with the current
+//! parameter values folded into constants, ready for a backend that compiles constants in. A term's
 //! query reads only the cells of the parameters its expression reads ([`term_reads`]), so
 //! after an edit salsa re-executes the builds of the terms that read an edited parameter
 //! and reuses every other build. `compiler/tests/refine_incremental.rs` shows this with the

@@ -3,9 +3,9 @@
 //!
 //! A design problem searches thousands of candidate designs, and one rapier load test costs
 //! far more than one energy evaluation, so the search reads the outcomes from a network
-//! trained on simulations instead. It has the world model's parts with a horizon of one: an
-//! encoder maps the design's features to a latent state, a predictor takes that latent one
-//! step (the load test) as a residual `z + f(z)`, and a probe reads the outcomes out of the
+//! trained on simulations instead. It has the world model's parts with a horizon of one. An
+//! encoder maps the design's features to a latent state, and a predictor takes that latent
+//! one step (the load test) as a residual `z + f(z)`. A probe reads the outcomes out of the
 //! result. Each part is a two-layer perceptron with a linear skip, like the world model's.
 //! Unlike the world model it is trained only on the probe's supervised loss: a load test has
 //! no next observation to embed, so there is no latent target to predict.
