@@ -102,7 +102,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         DynamicsKind::Model => {
             let options = EnsureOptions { seed: args.seed, progress: std::io::stderr().is_terminal(), ..EnsureOptions::default() };
             let ensured = ensure_model(&plan, &base_dir, &options).context("cannot get a world model for the plan")?;
-            Box::new(ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold)?)
+            Box::new(ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, ensured.grid.as_ref())?)
         }
     };
     let settings = PlannerSettings { seed: args.seed, ..PlannerSettings::from_plan(&plan)? }.with_budget(args.samples, args.iterations);

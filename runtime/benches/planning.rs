@@ -80,6 +80,7 @@ fn rollout() {
                 n_actions: 2,
                 latent: 32,
                 hidden: 128,
+                patch: None,
             },
         ),
         (
@@ -89,6 +90,7 @@ fn rollout() {
                 n_actions: 1,
                 latent: 8,
                 hidden: 128,
+                patch: None,
             },
         ),
     ] {
@@ -358,6 +360,7 @@ fn model_dynamics(plan: &Plan, dir: &Path) -> ModelDynamics {
         ensured.model,
         ensured.meta.normalization,
         ensured.meta.surprise_threshold,
+        ensured.grid.as_ref(),
     )
     .expect("dynamics")
 }

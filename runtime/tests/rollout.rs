@@ -164,6 +164,7 @@ fn kernel_matches_candle_rollout() {
                 n_actions: 1,
                 latent: 8,
                 hidden: 16,
+                patch: None,
             },
             samples: 70,
             steps: 6,
@@ -177,6 +178,7 @@ fn kernel_matches_candle_rollout() {
                 n_actions: 2,
                 latent: 13,
                 hidden: 23,
+                patch: None,
             },
             samples: 3,
             steps: 4,
@@ -190,6 +192,7 @@ fn kernel_matches_candle_rollout() {
                 n_actions: 2,
                 latent: 8,
                 hidden: 12,
+                patch: None,
             },
             samples: 40,
             steps: 5,
@@ -209,6 +212,7 @@ fn action_gradient_matches_differences() {
         n_actions: 2,
         latent: 6,
         hidden: 10,
+        patch: None,
     };
     let (ns, na, steps) = (dims.n_states, dims.n_actions, 5);
     let model = random_model(dims, 3, 1.0);
@@ -297,6 +301,7 @@ fn double_integrator_dynamics() -> ModelDynamics {
         n_actions: 1,
         latent: 6,
         hidden: 12,
+        patch: None,
     };
     let normalization = Normalization {
         state_mean: vec![4.0, 1.0],
@@ -304,7 +309,7 @@ fn double_integrator_dynamics() -> ModelDynamics {
         action_mean: vec![0.1],
         action_std: vec![0.6],
     };
-    ModelDynamics::new(random_model(dims, 9, 1.0), normalization, 1.0).expect("dynamics")
+    ModelDynamics::new(random_model(dims, 9, 1.0), normalization, 1.0, None).expect("dynamics")
 }
 
 #[test]

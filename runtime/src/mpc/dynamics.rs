@@ -2,19 +2,22 @@
 //! predicted state trajectories.
 //!
 //! Two implementations exist. [`ModelDynamics`] runs the learned world model (encode, then
-//! predict and probe at every step) and denormalizes its output to SI units.
+//! predict and probe at every step) and denormalizes its output to SI units. Its encoder
+//! reads the state and, for a robot on a map, an occupancy patch cut from the map it holds,
+//! which [`ModelDynamics::replace_grid`] swaps when the map changes during a run.
 //! [`SimulatorDynamics`] runs the physics scenario itself, which is exact but much slower,
 //! for tests and for comparing the world model with the simulator in the loop.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use basin_compiler::plan::Plan;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::MpcError;
-use crate::model::{Affine, Batch, Normalization, Rollout, WorldModel, surprise};
+use crate::context::Grid;
+use crate::model::{Affine, Batch, Normalization, Observer, PatchSampler, Rollout, WorldModel, surprise};
 use crate::scenario::{
     DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Pendulum, PendulumParams,
     Scenario, Start, scenario_from_plan,
@@ -70,16 +73,21 @@ pub struct ModelDynamics {
     action_in: Affine,
     /// Normalized states to SI ones.
     state_out: Affine,
+    /// Builds encoder inputs; holds the map the occupancy patch is cut from.
+    observer: RwLock<Observer>,
 }
 
 impl ModelDynamics {
-    /// Wraps `model` with the normalization it was trained with.
+    /// Wraps `model` with the normalization it was trained with. `grid` is the map its
+    /// occupancy patches are cut from; it is required when the model's observations carry
+    /// a patch and ignored otherwise.
     ///
     /// # Errors
     ///
     /// Fails when the model's variables do not fit its dimensions or the normalization's
-    /// lengths do not fit the model.
-    pub fn new(model: WorldModel, normalization: Normalization, surprise_threshold: f64) -> Result<ModelDynamics, MpcError> {
+    /// lengths do not fit the model, and with [`MpcError::NoMap`] when the model reads a
+    /// patch and `grid` is `None`.
+    pub fn new(model: WorldModel, normalization: Normalization, surprise_threshold: f64, grid: Option<&Grid>) -> Result<ModelDynamics, MpcError> {
         let (ns, na) = (model.dims.n_states, model.dims.n_actions);
         let norm = &normalization;
         if [norm.state_mean.len(), norm.state_std.len()] != [ns, ns] || [norm.action_mean.len(), norm.action_std.len()] != [na, na] {
@@ -89,13 +97,35 @@ impl ModelDynamics {
                 norm.action_mean.len()
             ))));
         }
+        let patches = match (model.dims.patch, grid) {
+            (Some(spec), Some(grid)) => Some(PatchSampler::new(spec, grid)),
+            (Some(_), None) => return Err(MpcError::NoMap),
+            (None, _) => None,
+        };
+        let observer = RwLock::new(Observer::new(normalization.clone(), patches));
         let kernel = Rollout::new(&model)?;
         let action_in = Affine {
             scale: norm.action_std.iter().map(|s| 1.0 / s).collect(),
             offset: norm.action_mean.iter().zip(&norm.action_std).map(|(m, s)| -m / s).collect(),
         };
         let state_out = Affine { scale: norm.state_std.clone(), offset: norm.state_mean.clone() };
-        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out })
+        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer })
+    }
+
+    /// Replaces the map that occupancy patches are cut from, for an obstacle added or
+    /// removed during a run; later rollouts encode the state against the new map. Does
+    /// nothing for a model without a patch.
+    pub fn replace_grid(&self, grid: &Grid) {
+        let mut observer = self.observer.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(spec) = observer.patch_spec() {
+            observer.patches = Some(PatchSampler::new(spec, grid));
+        }
+    }
+
+    /// Returns the encoder inputs `[rows, n_obs]` of states in SI units (rows of `n_states`):
+    /// the normalized state, then the occupancy patch around it.
+    pub fn observe(&self, states: &[f64]) -> Vec<f32> {
+        self.observer.read().unwrap_or_else(|e| e.into_inner()).observe_f64(states)
     }
 
     fn normalized(&self, rows: &[f64], mean: &[f32], std: &[f32]) -> Vec<f32> {
@@ -107,11 +137,10 @@ impl ModelDynamics {
         &self.model.device
     }
 
-    /// The latent of the observed `state`, by the world model's encoder.
+    /// The latent of the observed `state`, by the world model's encoder: the state and, for
+    /// a robot on a map, the occupancy patch around it.
     fn start_latent(&self, state: &[f64]) -> Result<Vec<f32>, MpcError> {
-        let norm = &self.normalization;
-        let start = self.normalized(state, &norm.state_mean, &norm.state_std);
-        let start = Tensor::from_vec(start, (1, self.n_states()), self.device())?;
+        let start = Tensor::from_vec(self.observe(state), (1, self.model.dims.n_obs()), self.device())?;
         Ok(self.model.encode(&start)?.flatten_all()?.to_vec1()?)
     }
 }
@@ -149,9 +178,9 @@ impl Dynamics for ModelDynamics {
     fn surprise(&self, state: &[f64], action: &[f64], next: &[f64]) -> Option<(f64, f64)> {
         let norm = &self.normalization;
         let tensor = |rows: Vec<f32>| Tensor::from_vec(rows.clone(), (1, rows.len()), self.device()).ok();
-        let s = tensor(self.normalized(state, &norm.state_mean, &norm.state_std))?;
+        let s = tensor(self.observe(state))?;
         let a = tensor(self.normalized(action, &norm.action_mean, &norm.action_std))?;
-        let n = tensor(self.normalized(next, &norm.state_mean, &norm.state_std))?;
+        let n = tensor(self.observe(next))?;
         let value = surprise(&self.model, &s, &a, &n).ok()?.first().copied()?;
         Some((f64::from(value), self.surprise_threshold))
     }
