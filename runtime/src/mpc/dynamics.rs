@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::MpcError;
 use crate::model::{Normalization, WorldModel, surprise};
 use crate::scenario::{
-    DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Pendulum, PendulumParams,
+    DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Obstacle, Pendulum, PendulumParams,
     Scenario, Start, scenario_from_plan,
 };
 
@@ -45,6 +45,10 @@ pub trait Dynamics: Sync {
 
     /// A short name for reports, such as `world model` or `simulator`.
     fn name(&self) -> &'static str;
+
+    /// Takes in an obstacle added to the map during a run, for dynamics that simulate
+    /// contacts; the default ignores it.
+    fn add_obstacle(&self, _obstacle: &Obstacle) {}
 }
 
 /// The learned world model as planner dynamics, with the normalization it was trained with.
@@ -208,6 +212,12 @@ impl Dynamics for SimulatorDynamics {
 
     fn name(&self) -> &'static str {
         "simulator"
+    }
+
+    fn add_obstacle(&self, obstacle: &Obstacle) {
+        for copy in &self.copies {
+            copy.lock().expect("scenario lock").add_obstacle(obstacle);
+        }
     }
 }
 
