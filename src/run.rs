@@ -97,7 +97,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     if plan.agents.is_empty() && !plan.designs.is_empty() {
-        return super::design_cmd::run(&plan, args.refine.as_deref());
+        let options = super::design_cmd::DesignOptions { refine: args.refine.as_deref(), samples: args.samples, iterations: args.iterations, seed: args.seed };
+        return super::design_cmd::run(&plan, &base_dir, &options);
     }
     let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
     let mut plant = scenario_from_plan(&plan, Some(&base_dir), Start::Plan).context("cannot build the plant")?;
@@ -106,7 +107,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         DynamicsKind::Model => {
             let options = EnsureOptions { seed: args.seed, progress: std::io::stderr().is_terminal(), ..EnsureOptions::default() };
             let ensured = ensure_model(&plan, &base_dir, &options).context("cannot get a world model for the plan")?;
-            Box::new(ModelDynamics { model: ensured.model, surprise_threshold: ensured.meta.surprise_threshold, normalization: ensured.meta.normalization })
+            Box::new(ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, ensured.grid.as_ref())?)
         }
     };
     let settings = PlannerSettings { seed: args.seed, ..PlannerSettings::from_plan(&plan)? }.with_budget(args.samples, args.iterations);

@@ -49,4 +49,8 @@ pub enum MpcError {
     Refinement(String),
     #[error("invalid trajectory: {0}")]
     Trajectory(String),
+    #[error(
+        "the world model reads an occupancy patch of the map, but no map was given; try naming the map context in the world block, as in `from simulate(robot, floor)`, and training again"
+    )]
+    NoMap,
 }

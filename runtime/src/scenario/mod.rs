@@ -48,6 +48,7 @@ pub use obstacles::{
 pub use pendulum::{BOB_RADIUS, Pendulum, PendulumParams};
 pub use physics::GRAVITY;
 pub use plan::{PlanScenario, Start, chair_from_plan, load_test_force, scenario_from_plan};
+pub(crate) use plan::load_grid;
 pub use replay::{Replay, distance_grids, replay_actions, replay_design, replay_in, score_replay};
 pub use rng::{OrnsteinUhlenbeck, Rng, derive_seed};
 
