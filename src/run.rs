@@ -107,7 +107,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         DynamicsKind::Model => {
             let options = EnsureOptions { seed: args.seed, progress: std::io::stderr().is_terminal(), ..EnsureOptions::default() };
             let ensured = ensure_model(&plan, &base_dir, &options).context("cannot get a world model for the plan")?;
-            Box::new(ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, ensured.grid.as_ref())?)
+            let model = ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, ensured.grid.as_ref())?;
+            Box::new(ModelOnMap { model, grid: std::sync::Mutex::new(ensured.grid) })
         }
     };
     let settings = PlannerSettings { seed: args.seed, ..PlannerSettings::from_plan(&plan)? }.with_budget(args.samples, args.iterations);
@@ -190,6 +191,56 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     println!("judged {} steps from `{}`", actions.len(), trajectory.display());
     print!("{}", render_summary(&summary));
     Ok(if summary.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_MET) })
+}
+
+/// The world model with the map its occupancy patches are cut from, so an obstacle added
+/// during a run reaches the model's observations without retraining.
+struct ModelOnMap {
+    model: ModelDynamics,
+    grid: std::sync::Mutex<Option<basin_runtime::Grid>>,
+}
+
+impl Dynamics for ModelOnMap {
+    fn n_states(&self) -> usize {
+        self.model.n_states()
+    }
+
+    fn n_actions(&self) -> usize {
+        self.model.n_actions()
+    }
+
+    fn rollout(&self, state: &[f64], actions: &[f64], samples: usize, steps: usize, dt: f64) -> Result<Vec<f64>, basin_runtime::mpc::MpcError> {
+        self.model.rollout(state, actions, samples, steps, dt)
+    }
+
+    fn action_gradient(&self, state: &[f64], actions: &[f64], dt: f64, grad_states: &[f64]) -> Option<Result<Vec<f64>, basin_runtime::mpc::MpcError>> {
+        self.model.action_gradient(state, actions, dt, grad_states)
+    }
+
+    fn surprise(&self, state: &[f64], action: &[f64], next: &[f64]) -> Option<(f64, f64)> {
+        self.model.surprise(state, action, next)
+    }
+
+    fn name(&self) -> &'static str {
+        self.model.name()
+    }
+
+    fn add_obstacle(&self, obstacle: &basin_runtime::scenario::Obstacle) {
+        let mut grid = self.grid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(grid) = grid.as_mut() {
+            let edit = match *obstacle {
+                basin_runtime::scenario::Obstacle::Box { center, half, .. } => {
+                    MapEdit { at: 0.0, label: String::new(), center: [center[0], center[1]], shape: basin_runtime::mpc::EditShape::Box { half: [half[0], half[1]] } }
+                }
+                basin_runtime::scenario::Obstacle::Cylinder { center, radius, .. } => {
+                    MapEdit { at: 0.0, label: String::new(), center: [center[0], center[1]], shape: basin_runtime::mpc::EditShape::Circle { radius } }
+                }
+            };
+            edit.apply_to_grid(grid);
+            self.model.replace_grid(grid);
+            tracing::info!("the world model reads the added obstacle through its occupancy patch");
+        }
+    }
 }
 
 /// The parameter values and map edits of refinement `name` for a closed-loop run.

@@ -106,6 +106,17 @@ impl MapEdit {
         }
     }
 
+    /// Marks the cells of `grid` whose centre lies inside the obstacle as blocked.
+    pub fn apply_to_grid(&self, grid: &mut crate::context::Grid) {
+        for row in 0..grid.height() {
+            for col in 0..grid.width() {
+                if self.distance(grid.cell_center(col, row)) <= 0.0 {
+                    grid.set_blocked(col, row, true);
+                }
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         let shape = match self.shape {
             EditShape::Box { half } => format!("a {} m × {} m box", 2.0 * half[0], 2.0 * half[1]),
