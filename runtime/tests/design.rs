@@ -335,3 +335,49 @@ fn explanations_name_dominant_and_tightest_terms() {
         assert!((sum - 1.0).abs() < 1e-9, "shares sum to {sum}");
     }
 }
+
+/// Compiles a spec given as text.
+fn spec(text: &str) -> Plan {
+    let db = Database::new();
+    let file = db.add_file("spec.basin", text.to_string());
+    let (plan, diagnostics) = compile(&db, file, &CompileOptions::default());
+    plan.unwrap_or_else(|| panic!("the spec did not compile: {diagnostics:?}"))
+}
+
+#[test]
+fn outcomes_without_world_or_with_bad_checkpoint_are_errors() {
+    let chair = "use std.materials.{abs_plastic, aluminum_6061}\nuse std.furniture.office_chair\n\
+        design chair = office_chair { armrest_thickness: 8 mm ..= 30 mm, armrest_material: abs_plastic | aluminum_6061, base_radius: 25 cm ..= 40 cm }\n\
+        let occupant = 300 lbf\nconstraint stands { chair.tip_margin >= 2 cm hard }\ngoal light { minimize chair.mass }\n";
+    let error = SurrogateTarget::select(&spec(chair))
+        .err()
+        .expect("no world simulates the chair")
+        .to_string();
+    assert!(
+        error.contains("has no `learned` world that simulates it"),
+        "{error}"
+    );
+    assert!(
+        error.contains("try `world stability = learned { from simulate(chair, load_test(LOAD))"),
+        "{error}"
+    );
+
+    // A file at the checkpoint path that is not a surrogate is reported, not overwritten.
+    let plan = spec(&format!(
+        "{chair}world stability = learned {{ from simulate(chair, load_test(occupant)), samples: 16, epochs: 2 }}\n"
+    ));
+    let dir = scratch("corrupt");
+    let path = dir.join("chair.surrogate.safetensors");
+    std::fs::write(&path, b"not a checkpoint").unwrap();
+    let target = SurrogateTarget::select(&plan).unwrap().unwrap();
+    let error = ensure_surrogate(&plan, &target, &path, None)
+        .err()
+        .expect("an unreadable checkpoint")
+        .to_string();
+    assert!(
+        error.contains("chair.surrogate.safetensors") && error.contains("not a safetensors file"),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"not a checkpoint");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -102,7 +102,7 @@ fn warehouse_model_with_patch_beats_baselines() {
     assert_eq!(spec, PatchSpec::standard([0, 1, 2]));
     let grid = target.grid(Some(&dir)).expect("the floor plan").expect("a grid");
     let data = target.simulate(&plan, Some(&dir), 120, 0, false).expect("simulated episodes");
-    let config = TrainConfig { latent: 16, hidden: 64, epochs: 12, steps_per_epoch: 40, batch: 64, ..TrainConfig::default() };
+    let config = TrainConfig { latent: 16, hidden: 64, epochs: 8, steps_per_epoch: 40, batch: 64, ..TrainConfig::default() };
     let table = evaluation(&data, &config, Some(PatchSampler::new(spec, &grid)));
     for (steps, learned, constant_velocity, linear) in long_rows(&table) {
         assert!(

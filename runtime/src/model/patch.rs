@@ -1,7 +1,6 @@
 //! Observations: what the encoder reads. A state alone for most agents; for a mobile robot
 //! on a map, its state plus an egocentric occupancy patch cut from that map, so the latent
-//! knows the obstacles near the robot (contacts change its motion, and the planner's
-//! obstacle terms need the world model to have seen walls).
+//! encodes the obstacles near the robot, whose contacts change its motion.
 //!
 //! ## The patch
 //!
@@ -11,9 +10,10 @@
 //! The default, [`PatchSpec::standard`], is 16 × 16 cells of 25 cm: 3 m ahead, 1 m behind and
 //! 2 m to each side. Why these figures:
 //!
-//! - 3 m ahead covers what a warehouse base (about 1 m/s, braking at about 1 m/s²) can reach
-//!   or must stop for within the 2 to 4 s a plan looks ahead; the metre behind covers
-//!   reversing and turning in place, and 2 m to each side a turn's swept area.
+//! - 3 m ahead is what a warehouse base at about 1 m/s covers in 3 s, most of the 2 to 4 s
+//!   a plan looks ahead, and several times its stopping distance (0.5 m from 1 m/s at
+//!   1 m/s²). The metre behind covers reversing and turning in place, and 2 m to each side
+//!   a turn's swept area.
 //! - 25 cm is finer than the smallest robot Basin's examples use (30 cm radius) and the
 //!   clearances their specs ask for, yet coarse enough that 256 numbers cover the area; a
 //!   finer patch would grow the encoder's first layer for detail the planner's own distance
@@ -86,8 +86,8 @@ impl PatchSpec {
     }
 }
 
-/// Cuts patches out of one occupancy grid; built once per grid, because it holds the grid's
-/// summed-area table.
+/// Cuts patches out of one occupancy grid. Build it once per grid, because building it
+/// computes the grid's summed-area table.
 #[derive(Clone, Debug)]
 pub struct PatchSampler {
     spec: PatchSpec,
@@ -165,7 +165,7 @@ impl PatchSampler {
     }
 
     /// Writes the patch seen from `pose` `(x, y, heading)` into `out` (`spec.len()` values).
-    /// A pose with a non-finite entry sees a fully blocked patch.
+    /// A pose with a non-finite entry gets a fully blocked patch.
     pub fn sample(&self, pose: [f64; 3], out: &mut [f32]) {
         if self.width == 0 || self.height == 0 || pose.iter().any(|v| !v.is_finite()) {
             out.fill(1.0);

@@ -784,7 +784,8 @@ impl Surrogate {
 
 /// Returns a surrogate that fits `plan`: `previous` when it still fits, else the checkpoint
 /// at `path` when it fits, else one trained on new simulations (from `previous`'s weights
-/// when there is one) and saved at `path`.
+/// when there is one) and saved at `path`. A checkpoint of another plan is replaced, but a
+/// file at `path` that is not a readable surrogate is an error, so it is never overwritten.
 pub fn ensure_surrogate(
     plan: &Plan,
     target: &SurrogateTarget<'_>,
@@ -805,7 +806,8 @@ pub fn ensure_surrogate(
             Ok(_) => {
                 tracing::info!(path = %path.display(), "surrogate checkpoint is for another plan; training a new one")
             }
-            Err(e) => tracing::warn!("{e}"),
+            // A file that is not a readable surrogate may be something else: keep it.
+            Err(e) => return Err(e),
         }
     }
     let (designs, outcomes) = simulate_designs(plan, target, settings.samples, settings.seed)?;

@@ -79,6 +79,8 @@ pub struct ModelDynamics {
     state_out: Affine,
     /// Builds encoder inputs; holds the map the occupancy patch is cut from.
     observer: RwLock<Observer>,
+    /// The latest observed state and its latent; cleared when the map changes.
+    latest: Mutex<Option<(Vec<f64>, Vec<f32>)>>,
 }
 
 impl ModelDynamics {
@@ -113,7 +115,7 @@ impl ModelDynamics {
             offset: norm.action_mean.iter().zip(&norm.action_std).map(|(m, s)| -m / s).collect(),
         };
         let state_out = Affine { scale: norm.state_std.clone(), offset: norm.state_mean.clone() };
-        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer })
+        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer, latest: Mutex::new(None) })
     }
 
     /// Replaces the map that occupancy patches are cut from, for an obstacle added or
@@ -123,6 +125,7 @@ impl ModelDynamics {
         let mut observer = self.observer.write().unwrap_or_else(|e| e.into_inner());
         if let Some(spec) = observer.patch_spec() {
             observer.patches = Some(PatchSampler::new(spec, grid));
+            *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 
@@ -143,9 +146,21 @@ impl ModelDynamics {
 
     /// The latent of the observed `state`, by the world model's encoder: the state and, for
     /// a robot on a map, the occupancy patch around it.
+    ///
+    /// A solve rolls out from the same state a dozen times or more, and each candle call costs
+    /// tens of microseconds (candle 0.11 counts the processor's cores, reading `/proc/cpuinfo`,
+    /// on every matrix product), so the latest state's latent is kept until the map changes.
     fn start_latent(&self, state: &[f64]) -> Result<Vec<f32>, MpcError> {
+        let mut cached = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, latent)) = cached.as_ref()
+            && seen.as_slice() == state
+        {
+            return Ok(latent.clone());
+        }
         let start = Tensor::from_vec(self.observe(state), (1, self.model.dims.n_obs()), self.device())?;
-        Ok(self.model.encode(&start)?.flatten_all()?.to_vec1()?)
+        let latent: Vec<f32> = self.model.encode(&start)?.flatten_all()?.to_vec1()?;
+        *cached = Some((state.to_vec(), latent.clone()));
+        Ok(latent)
     }
 }
 
