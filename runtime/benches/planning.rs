@@ -74,7 +74,7 @@ fn rollout() {
     println!("\n## rollout: {SAMPLES} samples x {STEPS} steps");
     for (name, dims) in [
         (
-            "warehouse (3 states, 2 actions, latent 32, hidden 128)",
+            "training defaults (3 states, 2 actions, latent 32, hidden 128)",
             Dims {
                 n_states: 3,
                 n_actions: 2,
@@ -84,12 +84,22 @@ fn rollout() {
             },
         ),
         (
-            "double integrator (2 states, 1 action, latent 8, hidden 128)",
+            "warehouse example (3 states, 2 actions, latent 32, hidden 64)",
+            Dims {
+                n_states: 3,
+                n_actions: 2,
+                latent: 32,
+                hidden: 64,
+                patch: None,
+            },
+        ),
+        (
+            "double-integrator example (2 states, 1 action, latent 8, hidden 32)",
             Dims {
                 n_states: 2,
                 n_actions: 1,
                 latent: 8,
-                hidden: 128,
+                hidden: 32,
                 patch: None,
             },
         ),

@@ -118,10 +118,12 @@ fn check_against_candle(case: &Case) {
         samples,
         steps,
     };
-    let mut isas = vec![Isa::Baseline];
-    if Isa::detect() != Isa::Baseline {
-        isas.push(Isa::detect());
-    }
+    // Every instruction set this processor has (an AVX-512 processor also has AVX2).
+    let isas = match Isa::detect() {
+        Isa::Avx512 => vec![Isa::Baseline, Isa::Avx2Fma, Isa::Avx512],
+        Isa::Avx2Fma => vec![Isa::Baseline, Isa::Avx2Fma],
+        Isa::Baseline => vec![Isa::Baseline],
+    };
     for isa in isas {
         let kernel = Rollout::new(&model).expect("kernel").with_isa(isa);
         let got = kernel.run(&batch);
