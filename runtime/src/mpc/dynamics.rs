@@ -19,7 +19,7 @@ use super::MpcError;
 use crate::context::Grid;
 use crate::model::{Affine, Batch, Normalization, Observer, PatchSampler, Rollout, WorldModel, surprise};
 use crate::scenario::{
-    DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Pendulum, PendulumParams,
+    DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Obstacle, Pendulum, PendulumParams,
     Scenario, Start, scenario_from_plan,
 };
 
@@ -57,6 +57,10 @@ pub trait Dynamics: Sync {
 
     /// A short name for reports, such as `world model` or `simulator`.
     fn name(&self) -> &'static str;
+
+    /// Takes in an obstacle added to the map during a run, for dynamics that simulate
+    /// contacts; the default ignores it.
+    fn add_obstacle(&self, _obstacle: &Obstacle) {}
 }
 
 /// The learned world model as planner dynamics, with the normalization it was trained with.
@@ -289,6 +293,12 @@ impl Dynamics for SimulatorDynamics {
 
     fn name(&self) -> &'static str {
         "simulator"
+    }
+
+    fn add_obstacle(&self, obstacle: &Obstacle) {
+        for copy in &self.copies {
+            copy.lock().expect("scenario lock").add_obstacle(obstacle);
+        }
     }
 }
 

@@ -152,6 +152,12 @@ pub trait Scenario: Send {
     /// Panics if `action` does not have one value per action channel, or if `dt` is not a
     /// positive finite number.
     fn step(&mut self, action: &[f64], dt: f64) -> Step;
+
+    /// Adds a fixed obstacle to the running world, keeping the current state, for maps that
+    /// change during a run; returns `false` when the scenario has no obstacles to add to.
+    fn add_obstacle(&mut self, _obstacle: &Obstacle) -> bool {
+        false
+    }
 }
 
 /// Why a scenario could not be built from a plan.
