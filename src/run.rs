@@ -11,7 +11,7 @@ use basin_compiler::diagnostics;
 use basin_compiler::plan::{CompileOptions, Plan};
 use basin_runtime::model::{EnsureOptions, ensure_model};
 use basin_runtime::mpc::{
-    Dynamics, LoopOptions, ModelDynamics, Planner, PlannerSettings, Scorer, goal_blocks_of, judge, progress_bar, read_trace,
+    Dynamics, LoopOptions, MapEdit, ModelDynamics, Navigation, Planner, PlannerSettings, Scorer, goal_blocks_of, judge, progress_bar, read_trace, refinement_map_edits,
     render_summary, render_svg, run_closed_loop, simulator_for_plan, summarize, trace_json,
 };
 use basin_runtime::scenario::{Scenario, Start, distance_grids, scenario_from_plan};
@@ -53,9 +53,14 @@ pub struct RunArgs {
     /// Allow context files outside the spec's folder.
     #[arg(long)]
     allow_outside: bool,
-    /// For a design problem, apply only this refinement (default: every refinement in order).
+    /// For a design problem, apply only this refinement (default: every refinement in
+    /// order); for a trajectory problem, apply this refinement (default: none), its timed
+    /// steps at their time into the run.
     #[arg(long)]
     refine: Option<String>,
+    /// Let reach terms pull straight at their sites instead of following global routes.
+    #[arg(long)]
+    no_global_planner: bool,
 }
 
 #[derive(clap::Args)]
@@ -92,7 +97,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     if plan.agents.is_empty() && !plan.designs.is_empty() {
-        return super::design_cmd::run(&plan, args.refine.as_deref());
+        let options = super::design_cmd::DesignOptions { refine: args.refine.as_deref(), samples: args.samples, iterations: args.iterations, seed: args.seed };
+        return super::design_cmd::run(&plan, &base_dir, &options);
     }
     let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
     let mut plant = scenario_from_plan(&plan, Some(&base_dir), Start::Plan).context("cannot build the plant")?;
@@ -101,13 +107,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         DynamicsKind::Model => {
             let options = EnsureOptions { seed: args.seed, progress: std::io::stderr().is_terminal(), ..EnsureOptions::default() };
             let ensured = ensure_model(&plan, &base_dir, &options).context("cannot get a world model for the plan")?;
-            Box::new(ModelDynamics { model: ensured.model, surprise_threshold: ensured.meta.surprise_threshold, normalization: ensured.meta.normalization })
+            let model = ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, ensured.grid.as_ref())?;
+            Box::new(ModelOnMap { model, grid: std::sync::Mutex::new(ensured.grid) })
         }
     };
     let settings = PlannerSettings { seed: args.seed, ..PlannerSettings::from_plan(&plan)? }.with_budget(args.samples, args.iterations);
     let mut planner = Planner::new(&plan, settings)?;
+    let (params, map_edits) = match args.refine.as_deref() {
+        Some(name) => refinement_edits(&plan, name)?,
+        None => (plan.params.iter().map(|p| p.value.0).collect(), Vec::new()),
+    };
     let mut scorer = Scorer::new(plan.clone(), fields);
-    let options = LoopOptions { seed: args.seed, max_steps: args.steps_limit, time_limit: None, goal_blocks: goal_blocks_of(&text) };
+    scorer.params = params;
+    let options = LoopOptions {
+        seed: args.seed,
+        max_steps: args.steps_limit,
+        time_limit: None,
+        goal_blocks: goal_blocks_of(&text),
+        map_edits,
+        navigation: if args.no_global_planner { Navigation::Off } else { Navigation::Auto },
+    };
 
     let step = plan.horizon.as_ref().map_or(1.0, |h| h.step.0);
     let limit = options.max_steps.unwrap_or(usize::MAX).min((plan.horizon.as_ref().and_then(|h| h.time_limit).map_or(basin_runtime::mpc::DEFAULT_TIME_LIMIT, |t| t.0) / step).round() as usize);
@@ -146,7 +165,16 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(trajectory).with_context(|| format!("cannot read `{}`", trajectory.display()))?;
     let trace: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", trajectory.display()))?;
     let (states, actions) = read_trace(&trace).with_context(|| format!("`{}` is not a trace written by `basin run --out`", trajectory.display()))?;
-    let fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
+    let mut fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
+    // Judge against the map as the run left it, with the obstacles added during the run.
+    if let Some(updates) = trace.get("map_updates") {
+        let edits: Vec<MapEdit> = serde_json::from_value(updates.clone()).with_context(|| format!("`{}` has invalid `map_updates`", trajectory.display()))?;
+        for edit in &edits {
+            for field in fields.iter_mut().flatten() {
+                edit.apply_to_field(field);
+            }
+        }
+    }
     let mut params: Vec<f64> = plan.params.iter().map(|p| p.value.0).collect();
     // Judge with the phases the run ended in, so finished reach phases are not scored again.
     if let Some(phases) = trace["phases"].as_array() {
@@ -163,6 +191,62 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
     println!("judged {} steps from `{}`", actions.len(), trajectory.display());
     print!("{}", render_summary(&summary));
     Ok(if summary.success() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_MET) })
+}
+
+/// The world model with the map its occupancy patches are cut from, so an obstacle added
+/// during a run reaches the model's observations without retraining.
+struct ModelOnMap {
+    model: ModelDynamics,
+    grid: std::sync::Mutex<Option<basin_runtime::Grid>>,
+}
+
+impl Dynamics for ModelOnMap {
+    fn n_states(&self) -> usize {
+        self.model.n_states()
+    }
+
+    fn n_actions(&self) -> usize {
+        self.model.n_actions()
+    }
+
+    fn rollout(&self, state: &[f64], actions: &[f64], samples: usize, steps: usize, dt: f64) -> Result<Vec<f64>, basin_runtime::mpc::MpcError> {
+        self.model.rollout(state, actions, samples, steps, dt)
+    }
+
+    fn action_gradient(&self, state: &[f64], actions: &[f64], dt: f64, grad_states: &[f64]) -> Option<Result<Vec<f64>, basin_runtime::mpc::MpcError>> {
+        self.model.action_gradient(state, actions, dt, grad_states)
+    }
+
+    fn surprise(&self, state: &[f64], action: &[f64], next: &[f64]) -> Option<(f64, f64)> {
+        self.model.surprise(state, action, next)
+    }
+
+    fn name(&self) -> &'static str {
+        self.model.name()
+    }
+
+    fn add_obstacle(&self, obstacle: &basin_runtime::scenario::Obstacle) {
+        let mut grid = self.grid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(grid) = grid.as_mut() {
+            let edit = match *obstacle {
+                basin_runtime::scenario::Obstacle::Box { center, half, .. } => {
+                    MapEdit { at: 0.0, label: String::new(), center: [center[0], center[1]], shape: basin_runtime::mpc::EditShape::Box { half: [half[0], half[1]] } }
+                }
+                basin_runtime::scenario::Obstacle::Cylinder { center, radius, .. } => {
+                    MapEdit { at: 0.0, label: String::new(), center: [center[0], center[1]], shape: basin_runtime::mpc::EditShape::Circle { radius } }
+                }
+            };
+            edit.apply_to_grid(grid);
+            self.model.replace_grid(grid);
+            tracing::info!("the world model reads the added obstacle through its occupancy patch");
+        }
+    }
+}
+
+/// The parameter values and map edits of refinement `name` for a closed-loop run.
+fn refinement_edits(plan: &Plan, name: &str) -> anyhow::Result<(Vec<f64>, Vec<MapEdit>)> {
+    let edits = refinement_map_edits(plan, name)?;
+    Ok((basin_runtime::design::params_after(plan, &[name]), edits))
 }
 
 /// The spec's context files and notes, with their size and content hash, so a report says

@@ -31,7 +31,7 @@ pub struct TrainArgs {
     /// Device to train on.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
-    /// Training epochs (default: the world block's `epochs`, else 30).
+    /// Training epochs (default: the world block's `epochs`, else 20).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     epochs: Option<u32>,
     /// Episodes to simulate (default: the world block's `episodes`, else 100).

@@ -118,7 +118,8 @@ fn random_decision(plan: &Plan, random: &mut Random) -> Decision {
     let mut decision = Decision::zeros(plan);
     decision.time0 = random.uniform(0.0, 5.0);
     let range = |lower: Option<f64>, upper: Option<f64>| (lower.unwrap_or(-2.0), upper.unwrap_or(2.0));
-    let states: Vec<_> = plan.agents.iter().flat_map(|a| a.states.iter()).collect();
+    // Agents' states, then the outcomes of designs, as the energy layout orders them.
+    let states: Vec<_> = plan.agents.iter().flat_map(|a| a.states.iter()).chain(plan.designs.iter().flat_map(|d| d.states.iter())).collect();
     for (i, value) in decision.states.iter_mut().enumerate() {
         let component = states[i % states.len()];
         let (lo, hi) = range(component.lower.map(|v| v.0), component.upper.map(|v| v.0));
@@ -735,6 +736,7 @@ fn random_plan(steps: u32, recipe: &[RecipeStep]) -> Plan {
             name: "d".into(),
             model: "test".into(),
             variables: vec![DesignVariable { name: "d.w".into(), unit: "1".into(), domain: Domain::Continuous { lower: Num::new(-2.0), upper: Num::new(2.0) } }],
+            states: Vec::new(),
         }],
         sites: Vec::new(),
         params: vec![

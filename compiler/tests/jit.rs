@@ -477,7 +477,7 @@ fn random_plan(ops: &[Op], steps: u32, term_picks: &[u16]) -> Plan {
         source_sha256: String::new(),
         contexts: vec![ContextPlan { name: "floor".into(), loader: "image".into(), path: "floor.png".into(), sha256: None, size: None, settings: Vec::new() }],
         agents: vec![AgentPlan { name: "r".into(), model: "test".into(), states: vec![component("x"), component("y")], actions: vec![component("u")] }],
-        designs: vec![DesignPlan { name: "d".into(), model: "test".into(), variables: vec![variable("d.a"), variable("d.b")] }],
+        designs: vec![DesignPlan { name: "d".into(), model: "test".into(), variables: vec![variable("d.a"), variable("d.b")], states: Vec::new() }],
         sites: Vec::new(),
         params: vec![param("p0", 0.7), param("p1", 1.6), param("p2", 3.0)],
         horizon: (steps > 0).then(|| HorizonPlan { step: Num::new(0.25), horizon: Num::new(0.25 * steps as f64), steps, time_limit: None }),

@@ -100,7 +100,8 @@ struct Decision {
 fn random_decision(plan: &Plan, random: &mut Random) -> Decision {
     let shape = Shape::of(plan);
     let range = |c: &Component| (c.lower.map_or(-2.0, |v| v.0), c.upper.map_or(2.0, |v| v.0));
-    let states: Vec<&Component> = plan.agents.iter().flat_map(|a| a.states.iter()).collect();
+    // Agents' states, then the outcomes of designs, as the energy layout orders them.
+    let states: Vec<&Component> = plan.agents.iter().flat_map(|a| a.states.iter()).chain(plan.designs.iter().flat_map(|d| d.states.iter())).collect();
     let on_map = !plan.contexts.is_empty();
     let state_values = (0..shape.state_len())
         .map(|i| {
@@ -402,6 +403,7 @@ fn plan_with(graph: Graph, steps: u32, roots: Vec<NodeId>) -> Plan {
             name: "d".into(),
             model: "test".into(),
             variables: vec![DesignVariable { name: "d.w".into(), unit: "1".into(), domain: Domain::Continuous { lower: Num::new(-2.0), upper: Num::new(2.0) } }],
+            states: Vec::new(),
         }],
         sites: Vec::new(),
         params: vec![ParamPlan { name: "p".into(), value: Num::new(0.7), unit: "1".into() }, ParamPlan { name: "choice".into(), value: Num::new(1.0), unit: "1".into() }],

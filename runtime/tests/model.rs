@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use basin_runtime::model::{self, CheckpointError, Dataset, Episode, Meta, Normalization, TrainConfig};
+use basin_runtime::model::{self, CheckpointError, Dataset, Episode, Meta, Normalization, Observer, TrainConfig};
 use candle_core::{Device, Tensor};
 
 /// `θ'' = -(g/l) sin θ - c θ' + u / (m l²)` with `g/l = 9.81`, `c = 0.1`, `m l² = 1`.
@@ -45,7 +45,7 @@ fn pendulum_data(episodes: usize, steps: usize, seed: u64) -> Dataset {
 }
 
 fn small_config() -> TrainConfig {
-    TrainConfig { latent: 16, hidden: 128, epochs: 25, steps_per_epoch: 40, batch: 64, horizon: 16, seed: 0, ..TrainConfig::default() }
+    TrainConfig { latent: 16, hidden: 128, epochs: 12, steps_per_epoch: 40, batch: 64, horizon: 16, seed: 0, ..TrainConfig::default() }
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -60,16 +60,17 @@ fn training_beats_baselines_on_pendulum() {
     data.validate().expect("valid data");
     let (train, test) = data.split(0.2);
     let norm = Normalization::fit(&train);
+    let observer = Observer::new(norm.clone(), None);
     let device = Device::Cpu;
     let cfg = small_config();
     let mut totals = Vec::new();
-    let (world, _) = model::train(&train, &norm, &cfg, &device, |e, l| {
+    let (world, _) = model::train(&train, &observer, &cfg, &device, |e, l| {
         println!("epoch {e}: {l:?}");
         totals.push(l.total)
     })
     .expect("training");
     assert!(totals.last() < totals.first(), "loss did not fall: {totals:?}");
-    let table = model::evaluate(&world, &train, &test, &norm, &device).expect("evaluation");
+    let table = model::evaluate(&world, &train, &test, &observer, &device).expect("evaluation");
     println!("{}", table.render());
     assert!(table.learned_wins_from(10), "learned model lost to a baseline:\n{}", table.render());
 
@@ -85,9 +86,10 @@ fn training_beats_baselines_on_pendulum() {
 fn trained() -> (model::WorldModel, Meta) {
     let data = pendulum_data(8, 40, 2);
     let norm = Normalization::fit(&data);
+    let observer = Observer::new(norm.clone(), None);
     let cfg = TrainConfig { epochs: 2, steps_per_epoch: 5, ..small_config() };
-    let (world, _) = model::train(&data, &norm, &cfg, &Device::Cpu, |_, _| {}).expect("training");
-    let threshold = model::surprise_threshold(&world, &data, &norm, &Device::Cpu).expect("threshold");
+    let (world, _) = model::train(&data, &observer, &cfg, &Device::Cpu, |_, _| {}).expect("training");
+    let threshold = model::surprise_threshold(&world, &data, &observer, &Device::Cpu).expect("threshold");
     assert!(threshold.is_finite() && threshold >= 0.0, "threshold {threshold}");
     let meta = Meta { plan_hash: "abc".into(), dims: world.dims, normalization: norm, config: cfg, evaluation: None, surprise_threshold: threshold };
     (world, meta)

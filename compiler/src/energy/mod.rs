@@ -65,7 +65,7 @@ impl Shape {
     pub fn of(plan: &Plan) -> Shape {
         Shape {
             steps: plan.horizon.as_ref().map_or(0, |h| h.steps as usize),
-            n_states: plan.agents.iter().map(|a| a.states.len()).sum(),
+            n_states: plan.agents.iter().map(|a| a.states.len()).sum::<usize>() + plan.designs.iter().map(|d| d.states.len()).sum::<usize>(),
             n_actions: plan.agents.iter().map(|a| a.actions.len()).sum(),
             n_design: plan.designs.iter().map(|d| d.variables.len()).sum(),
             n_params: plan.params.len(),
@@ -80,9 +80,14 @@ impl Shape {
         self.steps.max(1) * self.n_actions
     }
 
-    /// Column of `component` of `agent` in the state rows.
+    /// Column of `component` of `agent` in the state rows. Agents' states come first, then
+    /// the outcomes of each design (`agent ≥ agents.len()` names design `agent − agents.len()`).
     pub fn state_column(plan: &Plan, agent: u32, component: u32) -> usize {
-        plan.agents[..agent as usize].iter().map(|a| a.states.len()).sum::<usize>() + component as usize
+        let agent = agent as usize;
+        let agents = plan.agents.len();
+        let before_agents: usize = plan.agents[..agent.min(agents)].iter().map(|a| a.states.len()).sum();
+        let before_designs: usize = plan.designs[..agent.saturating_sub(agents).min(plan.designs.len())].iter().map(|d| d.states.len()).sum();
+        before_agents + before_designs + component as usize
     }
 
     /// Column of `component` of `agent` in the action rows.

@@ -350,6 +350,18 @@ impl JitEnergy {
         Evaluation { total, terms: workspace.terms, status }
     }
 
+    /// As [`JitEnergy::evaluate`], reusing `workspace` (made by [`JitEnergy::workspace`])
+    /// instead of allocating one, for callers that evaluate many trajectories.
+    ///
+    /// # Panics
+    ///
+    /// As [`JitEnergy::run`].
+    pub fn evaluate_with(&self, inputs: &Inputs, workspace: &mut Workspace) -> Evaluation {
+        let total = self.run(inputs, workspace);
+        let status = status(&workspace.terms, total, inputs);
+        Evaluation { total, terms: workspace.terms.clone(), status }
+    }
+
     /// Evaluates the energy and its gradient with the interpreter's status rules (see
     /// `energy::gradient`): the status is also non-finite, naming no term, when the energy is
     /// finite but a gradient entry is not.

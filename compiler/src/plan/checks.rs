@@ -63,10 +63,14 @@ pub(super) fn intervals(l: &Lowering<'_>) -> Vec<Interval> {
             Node::Const { value } => Interval::point(value.0),
             Node::Param { index } => Interval::point(params[index as usize].value.0),
             Node::Time => Interval { lo: 0.0, hi: f64::INFINITY },
-            Node::State { agent, component } => {
-                let c = &agents[agent as usize].states[component as usize];
-                bound(c.lower, c.upper)
-            }
+            Node::State { agent, component } => match agents.get(agent as usize) {
+                Some(a) => {
+                    let c = &a.states[component as usize];
+                    bound(c.lower, c.upper)
+                }
+                // A design's outcome: any value until the scenario is simulated.
+                None => Interval::ALL,
+            },
             Node::Action { agent, component } => {
                 let c = &agents[agent as usize].actions[component as usize];
                 bound(c.lower, c.upper)

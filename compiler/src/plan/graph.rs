@@ -258,6 +258,19 @@ impl Graph {
     }
 
     /// Rewrites parameter indices through `map` (old index to new index).
+    /// Moves the state nodes of designs, numbered from `base` while lowering, to follow the
+    /// `agents` agents, as the plan's energy layout numbers them.
+    pub fn renumber_design_states(&mut self, base: u32, agents: u32) {
+        for node in &mut self.nodes {
+            if let Node::State { agent, .. } = node {
+                if *agent >= base {
+                    *agent = *agent - base + agents;
+                }
+            }
+        }
+        self.index = self.nodes.iter().enumerate().map(|(i, n)| (n.clone(), i as NodeId)).collect();
+    }
+
     pub fn renumber_params(&mut self, map: &[u32]) {
         for node in &mut self.nodes {
             if let Node::Param { index } = node {

@@ -31,6 +31,8 @@ pub const NORM_EPSILON: f64 = 1e-6;
 pub const MAX_CONTEXT_BYTES: u64 = 64 * 1024 * 1024;
 /// Default memory budget of one planning iteration, MiB.
 pub const DEFAULT_MEMORY_BUDGET_MB: f64 = 4096.0;
+/// Agent index of the first design's outcome nodes while lowering; see `lower_design`.
+const DESIGN_STATE_BASE: u32 = 1 << 30;
 /// Nested function calls deeper than this are reported instead of lowered (a recursive
 /// `fn` would otherwise never finish).
 const MAX_CALL_DEPTH: u32 = 32;
@@ -243,6 +245,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn finish(mut self) -> Plan {
+        self.graph.renumber_design_states(DESIGN_STATE_BASE, self.agent_plans.len() as u32);
         // Keep only what the terms read, numbered in evaluation order.
         let mut roots: Vec<NodeId> = Vec::new();
         for t in &self.terms {
@@ -790,8 +793,20 @@ impl<'a> Lowering<'a> {
     fn lower_design(&mut self, i: &InstanceDecl) {
         let Some(model) = self.find_model(&i.model) else { return };
         let index = self.designs.len() as u32;
-        self.design_plans.push(DesignPlan { name: i.name.name.clone(), model: model.path.clone(), variables: Vec::new() });
-        let members = self.bind_params(&i.name.name, &model, &i.fields, Some(index));
+        self.design_plans.push(DesignPlan { name: i.name.name.clone(), model: model.path.clone(), variables: Vec::new(), states: Vec::new() });
+        let mut members = self.bind_params(&i.name.name, &model, &i.fields, Some(index));
+        // A design's states are the outcomes of its scenario. Their nodes name the design by
+        // a placeholder until every agent is known (`finish` renumbers them after the agents).
+        for m in &model.decl.members {
+            if m.kind == MemberKind::State {
+                let unit = self.unit_of(&m.ty);
+                let states = &mut self.design_plans[index as usize].states;
+                let component = states.len() as u32;
+                states.push(Component { name: m.name.name.clone(), unit, lower: None, upper: None, initial: None });
+                let node = self.graph.add(Node::State { agent: DESIGN_STATE_BASE + index, component });
+                members.push((m.name.name.clone(), Val::Num(node)));
+            }
+        }
         self.designs.push(DesignInfo { name: i.name.name.clone(), model, members });
     }
 

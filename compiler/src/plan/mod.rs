@@ -8,6 +8,7 @@
 mod checks;
 pub mod graph;
 mod lower;
+pub mod refine;
 mod text;
 
 use serde::Serialize;
@@ -38,6 +39,22 @@ pub struct Plan {
     pub terms: Vec<Term>,
     pub graph: Graph,
     pub refinements: Vec<RefinementPlan>,
+}
+
+impl Plan {
+    /// Returns the owner's name and the component of the graph's `state agent component`
+    /// node: an agent's state, or for `agent ≥ agents.len()` an outcome of design
+    /// `agent − agents.len()`.
+    pub fn state_component(&self, agent: u32, component: u32) -> Option<(&str, &Component)> {
+        let agent = agent as usize;
+        match self.agents.get(agent) {
+            Some(a) => a.states.get(component as usize).map(|c| (a.name.as_str(), c)),
+            None => {
+                let d = self.designs.get(agent - self.agents.len())?;
+                d.states.get(component as usize).map(|c| (d.name.as_str(), c))
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -90,6 +107,11 @@ pub struct DesignPlan {
     pub name: String,
     pub model: String,
     pub variables: Vec<DesignVariable>,
+    /// The model's `state` members: the outcomes of the design's scenario (such as the
+    /// tip margin under a load test), which a surrogate or the simulator supplies. In the
+    /// energy layout they are state columns after every agent's states, at step 0.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<Component>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

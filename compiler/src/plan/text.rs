@@ -89,6 +89,9 @@ pub fn to_text(plan: &Plan) -> String {
                 let _ = writeln!(w, "    variable {index} {} {domain}", v.name);
                 index += 1;
             }
+            for (i, s) in d.states.iter().enumerate() {
+                let _ = writeln!(w, "    outcome {i} {} {}", s.name, s.unit);
+            }
         }
     }
     if !plan.sites.is_empty() {
@@ -165,10 +168,10 @@ pub(crate) fn node_text(plan: &Plan, node: &Node) -> String {
         Node::Const { value } => format!("const {}", n(*value)),
         Node::Param { index } => format!("param {}", plan.params.get(*index as usize).map_or("?", |p| p.name.as_str())),
         Node::Time => "time".into(),
-        Node::State { agent, component } => {
-            let a = &plan.agents[*agent as usize];
-            format!("state {}.{}", a.name, a.states[*component as usize].name)
-        }
+        Node::State { agent, component } => match plan.state_component(*agent, *component) {
+            Some((owner, c)) => format!("state {owner}.{}", c.name),
+            None => "state ?".into(),
+        },
         Node::Action { agent, component } => {
             let a = &plan.agents[*agent as usize];
             format!("action {}.{}", a.name, a.actions[*component as usize].name)

@@ -116,6 +116,28 @@ impl Grid {
         self.blocked[row * self.width + col] = blocked;
     }
 
+    /// Splits every cell into `factor × factor` cells of the same state, covering the same
+    /// rectangle; a factor of 0 or 1 returns a copy.
+    pub fn refined(&self, factor: usize) -> Grid {
+        if factor <= 1 {
+            return self.clone();
+        }
+        let (width, height) = (self.width * factor, self.height * factor);
+        let mut blocked = Vec::with_capacity(width * height);
+        for row in 0..height {
+            blocked.extend(
+                (0..width).map(|col| self.blocked[(row / factor) * self.width + col / factor]),
+            );
+        }
+        Grid {
+            width,
+            height,
+            cell_size: self.cell_size / factor as f64,
+            origin: self.origin,
+            blocked,
+        }
+    }
+
     /// Number of blocked cells.
     pub fn blocked_count(&self) -> usize {
         self.blocked.iter().filter(|&&blocked| blocked).count()
@@ -183,6 +205,30 @@ mod tests {
 
         assert_eq!(grid.cell_at([0.0, 2.0]), Some((0, 0)));
         assert_eq!(grid.cell_at([1.0, 1.0]), Some((1, 1)));
+    }
+
+    #[test]
+    fn refined_grid_covers_the_same_cells() {
+        let mut grid = Grid::free(3, 2, 2.0).with_origin([1.0, -1.0]);
+        grid.set_blocked(2, 0, true);
+        let fine = grid.refined(4);
+
+        assert_eq!(
+            (fine.width(), fine.height(), fine.cell_size(), fine.origin()),
+            (12, 8, 0.5, [1.0, -1.0])
+        );
+        for row in 0..8 {
+            for col in 0..12 {
+                let centre = fine.cell_center(col, row);
+                let (c, r) = grid.cell_at(centre).unwrap();
+                assert_eq!(
+                    fine.is_blocked(col, row),
+                    grid.is_blocked(c, r),
+                    "cell ({col}, {row})"
+                );
+            }
+        }
+        assert_eq!(fine.blocked_count(), 16);
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod error;
 mod grid;
 mod image;
 mod movingai;
+mod navigation;
 mod pose;
 mod scene;
 mod text;
@@ -20,6 +21,7 @@ pub use error::{ContextError, MAX_FILE_BYTES};
 pub use grid::Grid;
 pub use image::{ColourMatch, FloorImage, MAX_IMAGE_SIDE, ObstacleRule, Rgb, Site, load_image};
 pub use movingai::{Scenario, load_map, load_scen, parse_map, parse_scen};
+pub use navigation::{COMFORT_BAND, CostToGo, NavError, NavMap, path_length};
 pub use pose::Pose;
 pub use scene::{
     SCENE_VERSION, Scene, SceneObstacle, SceneShape, SceneSite, load_scene, parse_scene,

@@ -28,8 +28,10 @@ use super::checkpoint::{self, CheckpointError, Meta};
 use super::data::{Dataset, Normalization};
 use super::eval::{EvalTable, effective_rank, evaluate, surprise_threshold};
 use super::net::WorldModel;
-use super::train::{Losses, TrainConfig, train};
+use super::patch::{Observer, PatchSampler};
+use super::train::{Losses, Prepared, TrainConfig, train_prepared};
 use super::world::{Overrides, WorldModelError, WorldTarget};
+use crate::context::Grid;
 
 /// Fraction of the episodes held out for evaluation.
 const HELD_OUT: f64 = 0.2;
@@ -67,6 +69,9 @@ pub struct Trained {
     pub train_seconds: f64,
     /// Training windows processed per second: optimizer steps × batch / `train_seconds`.
     pub samples_per_second: f64,
+    /// Wall-clock seconds spent computing the observations (occupancy patches) of the
+    /// training episodes, included in `train_seconds`.
+    pub observe_seconds: f64,
 }
 
 impl Trained {
@@ -98,16 +103,27 @@ impl Trained {
             l.covariance,
             l.probe,
         );
+        match &self.meta.dims.patch {
+            Some(p) => out.push_str(&format!(
+                "observations: state and a {n}×{n} occupancy patch of {r} m cells ({a} m ahead, {b} m behind)\n\n",
+                n = p.cells,
+                r = p.resolution,
+                a = p.cells as f64 * p.resolution - p.behind,
+                b = p.behind,
+            )),
+            None => out.push_str("observations: state only\n\n"),
+        }
         out.push_str(&render_evaluation(&self.meta));
         out.push_str(&format!(
             "effective rank of the latent on held-out states: {:.2} of {}\n",
             self.effective_rank, cfg.latent
         ));
         out.push_str(&format!(
-            "training: {:.0} samples/s ({} windows in {:.1} s)\n",
+            "training: {:.0} samples/s ({} windows in {:.1} s, of which {:.2} s computing observations)\n",
             self.samples_per_second,
             cfg.epochs * cfg.steps_per_epoch * cfg.batch,
-            self.train_seconds
+            self.train_seconds,
+            self.observe_seconds,
         ));
         out
     }
@@ -130,7 +146,8 @@ pub fn render_evaluation(meta: &Meta) -> String {
 }
 
 /// Splits `data` 80/20 by episode, fits the normalization on the training part, trains,
-/// evaluates on the held-out part and fills the metadata with `plan_hash`.
+/// evaluates on the held-out part and fills the metadata with `plan_hash`. `patches` cuts
+/// the occupancy patch of each observation, for agents on a map.
 ///
 /// `progress` draws a bar with the losses of each epoch on standard error.
 ///
@@ -141,6 +158,7 @@ pub fn render_evaluation(meta: &Meta) -> String {
 pub fn train_model(
     data: &Dataset,
     config: &TrainConfig,
+    patches: Option<PatchSampler>,
     plan_hash: String,
     device: &Device,
     progress: bool,
@@ -163,17 +181,20 @@ pub fn train_model(
             config.horizon
         )));
     }
-    let norm = Normalization::fit(&train_data);
+    let observer = Observer::new(Normalization::fit(&train_data), patches);
 
     let bar = epoch_bar(config.epochs, progress);
     let started = Instant::now();
-    let (model, losses) = train(&train_data, &norm, config, device, |_, l| {
-        bar.set_message(format!(
-            "total {:.4}  prediction {:.4}  variance {:.4}  covariance {:.4}  probe {:.4}",
-            l.total, l.prediction, l.variance, l.covariance, l.probe
-        ));
-        bar.inc(1);
-    })?;
+    let prepared = Prepared::new(&train_data, &observer);
+    let observe_seconds = started.elapsed().as_secs_f64();
+    let (model, losses) =
+        train_prepared(&prepared, observer.patch_spec(), config, device, |_, l| {
+            bar.set_message(format!(
+                "total {:.4}  prediction {:.4}  variance {:.4}  covariance {:.4}  probe {:.4}",
+                l.total, l.prediction, l.variance, l.covariance, l.probe
+            ));
+            bar.inc(1);
+        })?;
     let train_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     if !losses.total.is_finite() {
@@ -183,15 +204,18 @@ pub fn train_model(
         )));
     }
 
-    let table: EvalTable = evaluate(&model, &train_data, &test_data, &norm, device)?;
-    let threshold = surprise_threshold(&model, &test_data, &norm, device)?;
-    let rank = effective_rank(&model, &held_out_states(&test_data, &norm, device)?)?;
+    let table: EvalTable = evaluate(&model, &train_data, &test_data, &observer, device)?;
+    let threshold = surprise_threshold(&model, &test_data, &observer, device)?;
+    let rank = effective_rank(
+        &model,
+        &held_out_observations(&test_data, &observer, device)?,
+    )?;
     let windows = (config.epochs * config.steps_per_epoch * config.batch) as f64;
     Ok(Trained {
         meta: Meta {
             plan_hash,
             dims: model.dims,
-            normalization: norm,
+            normalization: observer.normalization,
             config: config.clone(),
             evaluation: Some(table),
             surprise_threshold: threshold,
@@ -203,6 +227,7 @@ pub fn train_model(
         held_out_episodes: test_data.episodes.len(),
         train_seconds,
         samples_per_second: windows / train_seconds.max(1e-9),
+        observe_seconds,
     })
 }
 
@@ -221,10 +246,10 @@ fn epoch_bar(epochs: usize, visible: bool) -> ProgressBar {
     bar
 }
 
-/// Normalized held-out states, evenly thinned to at most [`RANK_STATES`] rows.
-fn held_out_states(
+/// Observations of held-out states, evenly thinned to at most [`RANK_STATES`] rows.
+fn held_out_observations(
     data: &Dataset,
-    norm: &Normalization,
+    observer: &Observer,
     device: &Device,
 ) -> Result<Tensor, WorldModelError> {
     let ns = data.n_states();
@@ -237,10 +262,15 @@ fn held_out_states(
     let picked: Vec<f32> = rows
         .iter()
         .step_by(stride)
-        .flat_map(|row| norm.state(row))
+        .flat_map(|row| row.iter().copied())
         .collect();
-    let count = picked.len() / ns;
-    Ok(Tensor::from_vec(picked, (count, ns), device)?)
+    let count = picked.len() / ns.max(1);
+    let observations = observer.observe(&picked);
+    Ok(Tensor::from_vec(
+        observations,
+        (count, observer.width()),
+        device,
+    )?)
 }
 
 /// Saves the checkpoint and writes `report` to [`eval_path`], both atomically.
@@ -331,6 +361,8 @@ pub struct EnsuredModel {
     pub origin: Origin,
     /// The evaluation report: the new one after training, the stored one after loading.
     pub report: String,
+    /// The map the model's occupancy patches are cut from, when its observations have one.
+    pub grid: Option<Grid>,
 }
 
 /// The state of a checkpoint file relative to a plan hash.
@@ -402,6 +434,7 @@ pub fn ensure_model(
         (_, Ok(Found::Stale(reason))) => reason,
         (reuse, Ok(Found::Fits)) => match checkpoint::load(&path, &plan_hash, &options.device) {
             Ok((model, meta)) => {
+                let grid = target.grid(Some(spec_dir))?;
                 tracing::info!(path = %path.display(), "loaded world model checkpoint that fits the plan");
                 let report = std::fs::read_to_string(eval_path(&path))
                     .unwrap_or_else(|_| render_evaluation(&meta));
@@ -411,6 +444,7 @@ pub fn ensure_model(
                     path,
                     origin: Origin::Loaded,
                     report,
+                    grid,
                 });
             }
             Err(e) if reuse == Reuse::IfFitsElseOverwrite => format!("it is invalid: {e}"),
@@ -431,9 +465,15 @@ pub fn ensure_model(
             options.progress,
         )?,
     };
+    let grid = target.grid(Some(spec_dir))?;
+    let patches = match (settings.patch, &grid) {
+        (Some(spec), Some(grid)) => Some(PatchSampler::new(spec, grid)),
+        _ => None,
+    };
     let trained = train_model(
         &data,
         &settings.config,
+        patches,
         plan_hash,
         &options.device,
         options.progress,
@@ -451,6 +491,7 @@ pub fn ensure_model(
         path,
         origin: Origin::Trained,
         report,
+        grid,
     })
 }
 

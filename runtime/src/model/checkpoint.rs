@@ -2,7 +2,8 @@
 //! plan they were trained for.
 //!
 //! Metadata keys: `format` (this module's version), `plan_hash` (sha256 of the
-//! model-relevant part of the plan), `dims`, `normalization`, `config`, `evaluation` and
+//! model-relevant part of the plan), `dims` (network sizes and the occupancy patch the
+//! encoder reads), `normalization`, `config`, `evaluation` and
 //! `surprise_threshold` (JSON). Loading checks every one of them and every tensor's shape
 //! and values, so a corrupt, truncated, mismatched or NaN-containing file is an error that
 //! names the file and the problem, never a panic.
@@ -18,7 +19,7 @@ use super::eval::EvalTable;
 use super::net::{Dims, WorldModel};
 use super::train::TrainConfig;
 
-pub const FORMAT: &str = "basin-world-model-2";
+pub const FORMAT: &str = "basin-world-model-3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -216,6 +217,19 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<Meta, CheckpointError> {
         return Err(corrupt(
             "normalization statistics do not match the dimensions".into(),
         ));
+    }
+    if let Some(patch) = &dims.patch {
+        let fits = (1..=64).contains(&patch.cells)
+            && patch.resolution.is_finite()
+            && patch.resolution > 0.0
+            && patch.behind.is_finite()
+            && patch.pose.iter().all(|&c| c < dims.n_states);
+        if !fits {
+            return Err(corrupt(format!(
+                "metadata `dims` has an invalid occupancy patch {patch:?}; expected 1 to 64 cells of a positive size and pose columns below {}",
+                dims.n_states
+            )));
+        }
     }
     Ok(Meta {
         plan_hash: get("plan_hash")?,

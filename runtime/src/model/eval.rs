@@ -12,6 +12,7 @@ use candle_core::{Device, Result, Tensor};
 
 use super::data::{Dataset, Normalization};
 use super::net::WorldModel;
+use super::patch::Observer;
 
 /// Prediction errors at each horizon in `HORIZONS`, for the model and both baselines.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -62,33 +63,39 @@ pub struct LinearModel {
 
 impl LinearModel {
     /// Least squares by the normal equations with a small ridge term, solved by Gaussian
-    /// elimination with partial pivoting.
+    /// elimination with partial pivoting, on every transition of `data` in normalized units.
     pub fn fit(data: &Dataset, norm: &Normalization) -> LinearModel {
         let (ns, na) = (data.n_states(), data.n_actions());
+        let rows = data.episodes.iter().enumerate().flat_map(|(e, ep)| {
+            (0..data.len(e)).map(move |t| {
+                (
+                    norm.state(&ep.states[t * ns..(t + 1) * ns]),
+                    norm.action(&ep.actions[t * na..(t + 1) * na]),
+                    norm.state(&ep.states[(t + 1) * ns..(t + 2) * ns]),
+                )
+            })
+        });
+        LinearModel::fit_rows(rows, ns, na)
+    }
+
+    /// Least squares on transitions `(s, a, s')` given in normalized units.
+    pub fn fit_rows(
+        rows: impl Iterator<Item = (Vec<f32>, Vec<f32>, Vec<f32>)>,
+        ns: usize,
+        na: usize,
+    ) -> LinearModel {
         let n_in = ns + na + 1;
         let mut xtx = vec![0f64; n_in * n_in];
         let mut xty = vec![0f64; n_in * ns];
-        for (e, ep) in data.episodes.iter().enumerate() {
-            for t in 0..data.len(e) {
-                let mut x: Vec<f64> = norm
-                    .state(&ep.states[t * ns..(t + 1) * ns])
-                    .iter()
-                    .map(|v| *v as f64)
-                    .collect();
-                x.extend(
-                    norm.action(&ep.actions[t * na..(t + 1) * na])
-                        .iter()
-                        .map(|v| *v as f64),
-                );
-                x.push(1.0);
-                let y = norm.state(&ep.states[(t + 1) * ns..(t + 2) * ns]);
-                for i in 0..n_in {
-                    for j in 0..n_in {
-                        xtx[i * n_in + j] += x[i] * x[j];
-                    }
-                    for j in 0..ns {
-                        xty[i * ns + j] += x[i] * y[j] as f64;
-                    }
+        for (s, a, y) in rows {
+            let mut x: Vec<f64> = s.iter().chain(&a).map(|v| f64::from(*v)).collect();
+            x.push(1.0);
+            for i in 0..n_in {
+                for j in 0..n_in {
+                    xtx[i * n_in + j] += x[i] * x[j];
+                }
+                for j in 0..ns {
+                    xty[i * ns + j] += x[i] * f64::from(y[j]);
                 }
             }
         }
@@ -101,6 +108,12 @@ impl LinearModel {
             n_in,
             n_out: ns,
         }
+    }
+
+    /// The coefficient of input `i` (state components, then actions, then the constant 1)
+    /// in output `j`.
+    pub fn coefficient(&self, i: usize, j: usize) -> f64 {
+        self.weights[i * self.n_out + j]
     }
 
     pub fn step(&self, s: &[f32], a: &[f32]) -> Vec<f32> {
@@ -163,14 +176,16 @@ fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize, m: usize) -> Vec<f64> {
     b
 }
 
-/// Evaluates the model and the baselines on held-out episodes.
+/// Evaluates the model and the baselines on held-out episodes. The model starts from the
+/// observation of each start state; the baselines see the normalized state alone.
 pub fn evaluate(
     model: &WorldModel,
     train: &Dataset,
     test: &Dataset,
-    norm: &Normalization,
+    observer: &Observer,
     device: &Device,
 ) -> Result<EvalTable> {
+    let norm = &observer.normalization;
     let (ns, na) = (test.n_states(), test.n_actions());
     let linear = LinearModel::fit(train, norm);
     let mut table = EvalTable {
@@ -213,7 +228,7 @@ pub fn evaluate(
                 let cv = now[i] + k as f32 * (now[i] - before[i]);
                 cv_err += ((cv - target[i]) as f64).powi(2);
             }
-            let mut s = now.clone();
+            let mut s = now;
             for j in 0..k {
                 let a = norm.action(&ep.actions[(t + j) * na..(t + j + 1) * na]);
                 s = linear.step(&s, &a);
@@ -222,10 +237,10 @@ pub fn evaluate(
             for i in 0..ns {
                 lin_err += ((s[i] - target[i]) as f64).powi(2);
             }
-            s0.extend(now);
+            s0.extend_from_slice(&ep.states[t * ns..(t + 1) * ns]);
             truth.extend(target);
         }
-        let s0 = Tensor::from_vec(s0, (b, ns), device)?;
+        let s0 = Tensor::from_vec(observer.observe(&s0), (b, observer.width()), device)?;
         let acts = actions
             .into_iter()
             .map(|v| Tensor::from_vec(v, (b, na), device))
@@ -246,10 +261,10 @@ pub fn evaluate(
     Ok(table)
 }
 
-/// Effective rank of the latent embeddings of `states` (normalized, `[B, n_states]`):
-/// `exp(H)` where `H` is the entropy of the normalized eigenvalues of the covariance.
-pub fn effective_rank(model: &WorldModel, states: &Tensor) -> Result<f64> {
-    let z = model.encode(states)?;
+/// Effective rank of the latent embeddings of `observations` (`[B, n_obs]`): `exp(H)` where
+/// `H` is the entropy of the normalized eigenvalues of the covariance.
+pub fn effective_rank(model: &WorldModel, observations: &Tensor) -> Result<f64> {
+    let z = model.encode(observations)?;
     let (b, l) = z.dims2()?;
     let centred = z.broadcast_sub(&z.mean_keepdim(0)?)?;
     let cov: Vec<Vec<f32>> =
@@ -308,10 +323,11 @@ fn symmetric_eigenvalues(a: &mut [f64], n: usize) -> Vec<f64> {
     (0..n).map(|i| a[i * n + i]).collect()
 }
 
-/// Surprise energy of observed transitions: `‖P(E(s), a) − Ē(s')‖²` per row, for normalized
-/// `[B, n_states]`, `[B, n_actions]`, `[B, n_states]`.
-pub fn surprise(model: &WorldModel, s: &Tensor, a: &Tensor, next: &Tensor) -> Result<Vec<f32>> {
-    let predicted = model.predict(&model.encode(s)?, a)?;
+/// Surprise energy of observed transitions: `‖P(E(o), a) − Ē(o')‖²` per row, for
+/// observations `[B, n_obs]`, normalized actions `[B, n_actions]` and next observations
+/// `[B, n_obs]`.
+pub fn surprise(model: &WorldModel, o: &Tensor, a: &Tensor, next: &Tensor) -> Result<Vec<f32>> {
+    let predicted = model.predict(&model.encode(o)?, a)?;
     let target = model.encode_target(next)?;
     (predicted - target)?.sqr()?.sum(1)?.to_vec1()
 }
@@ -321,27 +337,29 @@ pub fn surprise(model: &WorldModel, s: &Tensor, a: &Tensor, next: &Tensor) -> Re
 pub fn surprise_threshold(
     model: &WorldModel,
     data: &Dataset,
-    norm: &Normalization,
+    observer: &Observer,
     device: &Device,
 ) -> Result<f64> {
-    let (ns, na) = (data.n_states(), data.n_actions());
+    let norm = &observer.normalization;
+    let (ns, na, no) = (data.n_states(), data.n_actions(), observer.width());
     let (mut s, mut a, mut n) = (Vec::new(), Vec::new(), Vec::new());
     for (e, ep) in data.episodes.iter().enumerate() {
+        let observations = observer.observe(&ep.states);
         for t in 0..data.len(e) {
-            s.extend(norm.state(&ep.states[t * ns..(t + 1) * ns]));
+            s.extend_from_slice(&observations[t * no..(t + 1) * no]);
             a.extend(norm.action(&ep.actions[t * na..(t + 1) * na]));
-            n.extend(norm.state(&ep.states[(t + 1) * ns..(t + 2) * ns]));
+            n.extend_from_slice(&observations[(t + 1) * no..(t + 2) * no]);
         }
     }
-    let rows = s.len() / ns.max(1);
-    if rows == 0 {
+    let rows = s.len() / no.max(1);
+    if rows == 0 || ns == 0 {
         return Ok(f64::INFINITY);
     }
     let mut values = surprise(
         model,
-        &Tensor::from_vec(s, (rows, ns), device)?,
+        &Tensor::from_vec(s, (rows, no), device)?,
         &Tensor::from_vec(a, (rows, na), device)?,
-        &Tensor::from_vec(n, (rows, ns), device)?,
+        &Tensor::from_vec(n, (rows, no), device)?,
     )?;
     values.sort_by(|x, y| x.total_cmp(y));
     let index = ((rows as f64 * 0.99).ceil() as usize).clamp(1, rows) - 1;

@@ -6,26 +6,34 @@
 //! (units and bounds), every plan parameter of the agent (physical constants and the start
 //! state, which some scenarios centre random starts on), the control step, the world block's name, kind and
 //! `from` expression, its resolved training settings, and the name, loader, settings and
-//! file hash of each context the world block names.
+//! file hash of each context the world block names, and the occupancy patch the encoder
+//! reads.
+//!
+//! A world learns with an egocentric occupancy patch ([`PatchSpec::standard`]) when its
+//! agent has `x`, `y` and `heading` states and the world block names an `image` or `map`
+//! context: the first such context is the map the patch is cut from, in training and when
+//! planning.
 
 use std::path::{Path, PathBuf};
 
-use basin_compiler::plan::{AgentPlan, Component, Plan, SettingValue, WorldPlan};
+use basin_compiler::plan::{AgentPlan, Component, ContextPlan, Plan, SettingValue, WorldPlan};
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::CheckpointError;
 use super::data::{Dataset, Episode};
 use super::eval::HORIZONS;
+use super::patch::PatchSpec;
 use super::train::TrainConfig;
+use crate::context::Grid;
 use crate::scenario::{
-    Channel, Episodes, ScenarioError, SimulateOptions, SimulatedData, Start, simulate,
+    Channel, Episodes, ScenarioError, SimulateOptions, SimulatedData, Start, load_grid, simulate,
 };
 
 /// Episodes simulated when neither the world block nor the caller gives a number.
 pub const DEFAULT_EPISODES: usize = 100;
 
 /// Version of the hashed description below; bump it when that description changes shape.
-const HASH_SCHEME: u32 = 1;
+const HASH_SCHEME: u32 = 2;
 
 /// Errors of training or loading a plan's world model.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +97,8 @@ pub struct WorldSettings {
     /// `latent`, `hidden`, `epochs` and `steps` (optimizer steps per epoch) come from the
     /// world block; the rest are [`TrainConfig::default`].
     pub config: TrainConfig,
+    /// The occupancy patch observations carry, if the agent moves on a map.
+    pub patch: Option<PatchSpec>,
 }
 
 /// A `learned` world block of a plan and the agent whose dynamics it learns.
@@ -98,6 +108,8 @@ pub struct WorldTarget<'a> {
     pub agent: &'a AgentPlan,
     /// Seconds per control step.
     pub step: f64,
+    /// The first `image` or `map` context the world block names: the map of the patch.
+    pub map: Option<&'a ContextPlan>,
 }
 
 impl<'a> WorldTarget<'a> {
@@ -154,7 +166,15 @@ impl<'a> WorldTarget<'a> {
             .as_ref()
             .map(|h| h.step.0)
             .ok_or(WorldModelError::NoStep)?;
-        Ok(WorldTarget { world, agent, step })
+        let map = plan.contexts.iter().find(|c| {
+            world.inputs.contains(&c.name) && matches!(c.loader.as_str(), "image" | "map")
+        });
+        Ok(WorldTarget {
+            world,
+            agent,
+            step,
+            map,
+        })
     }
 
     /// Resolves the training settings from the world block, the defaults and `overrides`.
@@ -176,7 +196,29 @@ impl<'a> WorldTarget<'a> {
             steps_per_epoch: count("steps", defaults.steps_per_epoch)?,
             ..defaults
         };
-        Ok(WorldSettings { episodes, config })
+        Ok(WorldSettings {
+            episodes,
+            config,
+            patch: self.patch_spec(),
+        })
+    }
+
+    /// Returns the patch the world's observations carry: the standard one when the agent
+    /// has `x`, `y` and `heading` states and the world names an `image` or `map` context.
+    pub fn patch_spec(&self) -> Option<PatchSpec> {
+        let column = |name: &str| self.agent.states.iter().position(|c| c.name == name);
+        let pose = [column("x")?, column("y")?, column("heading")?];
+        self.map?;
+        Some(PatchSpec::standard(pose))
+    }
+
+    /// Loads the occupancy grid the patch is cut from ([`WorldTarget::map`]); `None` when
+    /// the world has no patch.
+    pub fn grid(&self, base_dir: Option<&Path>) -> Result<Option<Grid>, WorldModelError> {
+        match (self.patch_spec(), self.map) {
+            (Some(_), Some(context)) => Ok(Some(load_grid(context, base_dir)?)),
+            _ => Ok(None),
+        }
     }
 
     /// Reads a setting that must be a whole number of at least 1.
@@ -255,6 +297,7 @@ impl<'a> WorldTarget<'a> {
                 "source": self.world.source,
                 "episodes": settings.episodes,
                 "config": config,
+                "patch": settings.patch,
             },
             "contexts": contexts,
         });

@@ -5,6 +5,12 @@
 //! `BLOCK.phase` when every reach of the active phase is within its radius at the current
 //! state) and each goal condition holds on the executed trajectory, judged over its most
 //! recent steps so that every time window it reads lies completely in the past.
+//!
+//! On a map, a [`Navigator`] moves the targets of the active reach terms along global routes
+//! before each solve and puts the real sites back before the goal is judged (see
+//! `navigate.rs`). Map edits given in the options apply at their time: the plant gains the
+//! collider, the energy's distance field and the routes gain the obstacle, the step records a
+//! `map update` event, and the next step plans from scratch.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -12,6 +18,7 @@ use std::time::Instant;
 use basin_compiler::energy::{Inputs, Signal, evaluate_nodes};
 use basin_compiler::plan::{Node, NodeId, Plan, TermKind};
 
+use super::navigate::{MapEdit, Navigator, RouteRecord};
 use super::planner::{Planner, SolverStatus};
 use super::score::Scorer;
 use super::{Dynamics, MpcError};
@@ -34,6 +41,21 @@ pub struct LoopOptions {
     pub time_limit: Option<f64>,
     /// Names of the plan's goal blocks; their conditions decide when the goal holds.
     pub goal_blocks: Vec<String>,
+    /// Obstacles that appear during the run, in time order.
+    pub map_edits: Vec<MapEdit>,
+    /// Whether to steer reach targets along global routes on maps (see [`Navigator`]).
+    pub navigation: Navigation,
+}
+
+/// Whether the closed loop plans global routes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Navigation {
+    /// On plans with a map, a hard clearance condition and reach targets read from
+    /// parameters; off for every other plan.
+    #[default]
+    Auto,
+    /// Reach terms pull straight at their sites.
+    Off,
 }
 
 /// One control step.
@@ -59,6 +81,9 @@ pub struct StepRecord {
     /// Distance between the predicted and the observed next state (SI units, all columns).
     pub prediction_error: f64,
     pub events: Vec<String>,
+    /// The reach targets the planner steered to, by site, when they differ from the sites.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<(String, [f64; 2])>,
 }
 
 /// The outcome of a closed-loop run.
@@ -78,6 +103,10 @@ pub struct RunResult {
     /// The final value of each phase parameter.
     pub phases: Vec<(String, f64)>,
     pub dynamics: &'static str,
+    /// Global routes planned during the run.
+    pub routes: Vec<RouteRecord>,
+    /// Map edits applied during the run.
+    pub map_updates: Vec<MapEdit>,
 }
 
 /// A block's reach terms and its active phase.
@@ -182,6 +211,11 @@ impl Goal {
         }
     }
 
+    /// The reach terms of every block's active phase.
+    pub fn active_reach_terms(&self) -> Vec<usize> {
+        self.reach_blocks.iter().filter_map(|block| block.phases.get(block.active)).flatten().copied().collect()
+    }
+
     /// Whether every reach phase is passed and every goal condition holds.
     pub fn holds(&mut self, scorer: &Scorer, history: &[Vec<f64>], actions: &[Vec<f64>], time: f64) -> bool {
         let phases_done = self.reach_blocks.iter().all(|block| block.active >= block.phases.len());
@@ -244,7 +278,8 @@ fn window_of(plan: &Plan, node: NodeId) -> usize {
 ///
 /// # Errors
 ///
-/// Fails when the plan has no horizon or the dynamics fail.
+/// Fails when the plan has no horizon, the dynamics fail or an active site cannot be
+/// reached on the map.
 pub fn run_closed_loop(
     scorer: &mut Scorer,
     plant: &mut dyn Scenario,
@@ -268,16 +303,48 @@ pub fn run_closed_loop(
     let mut collisions = 0;
     let mut goal_time = None;
     let mut replan = false;
+    let mut navigator = match options.navigation {
+        Navigation::Auto => Navigator::from_scorer(scorer),
+        Navigation::Off => None,
+    };
+    let mut pending: Vec<&MapEdit> = options.map_edits.iter().collect();
+    pending.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut map_updates = Vec::new();
     goal.advance(scorer, &history, &applied, 0.0);
     if goal.holds(scorer, &history, &applied, 0.0) {
         goal_time = Some(0.0);
     }
     while goal_time.is_none() && records.len() < max_steps {
         let time = records.len() as f64 * dt;
+        let mut events: Vec<String> = Vec::new();
+        // Map edits due by now (with half a step of slack against rounding).
+        while pending.first().is_some_and(|edit| edit.at <= time + dt / 2.0) {
+            let edit = pending.remove(0);
+            let added = plant.add_obstacle(&edit.obstacle());
+            dynamics.add_obstacle(&edit.obstacle());
+            for field in scorer.fields.iter_mut().flatten() {
+                edit.apply_to_field(field);
+            }
+            if let Some(navigator) = navigator.as_mut() {
+                navigator.map_changed(scorer);
+            }
+            tracing::warn!(time, added_to_plant = added, "{}; planning again from scratch", edit.describe());
+            events.push(edit.describe());
+            map_updates.push(edit.clone());
+            replan = true;
+        }
         if replan {
             planner.reset();
         }
-        let solution = planner.solve(scorer, dynamics, &state, time)?;
+        let targets = match navigator.as_mut() {
+            Some(navigator) => navigator.steer(scorer, &goal.active_reach_terms(), &state, time)?,
+            None => Vec::new(),
+        };
+        let solved = planner.solve(scorer, dynamics, &state, time);
+        if let Some(navigator) = &navigator {
+            navigator.restore(scorer);
+        }
+        let solution = solved?;
         let na = bounds.len();
         let mut action = solution.actions[..na].to_vec();
         if action.iter().any(|a| !a.is_finite()) {
@@ -295,7 +362,7 @@ pub fn run_closed_loop(
             tracing::warn!(time, surprise = surprise.map(|s| s.0), threshold = surprise.map(|s| s.1), "surprising transition; planning the next step from scratch");
         }
         collisions += step.events.iter().filter(|e| matches!(e, Event::ContactStarted { .. })).count();
-        let mut events: Vec<String> = step.events.iter().map(|e| format!("{e:?}")).collect();
+        events.extend(step.events.iter().map(|e| format!("{e:?}")));
 
         applied.push(step.action.clone());
         history.push(step.state.clone());
@@ -314,6 +381,7 @@ pub fn run_closed_loop(
             replanned: replan,
             prediction_error,
             events,
+            targets,
         };
         on_step(&record);
         records.push(record);
@@ -333,5 +401,7 @@ pub fn run_closed_loop(
         wall_seconds: start.elapsed().as_secs_f64(),
         phases,
         dynamics: dynamics.name(),
+        routes: navigator.map(|n| n.routes).unwrap_or_default(),
+        map_updates,
     })
 }

@@ -2,21 +2,24 @@
 //! predicted state trajectories.
 //!
 //! Two implementations exist. [`ModelDynamics`] runs the learned world model (encode, then
-//! predict and probe at every step) and denormalizes its output to SI units.
+//! predict and probe at every step) and denormalizes its output to SI units. Its encoder
+//! reads the state and, for a robot on a map, an occupancy patch cut from the map it holds,
+//! which [`ModelDynamics::replace_grid`] swaps when the map changes during a run.
 //! [`SimulatorDynamics`] runs the physics scenario itself, which is exact but much slower,
 //! for tests and for comparing the world model with the simulator in the loop.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use basin_compiler::plan::Plan;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::MpcError;
-use crate::model::{Normalization, WorldModel, surprise};
+use crate::context::Grid;
+use crate::model::{Affine, Batch, Normalization, Observer, PatchSampler, Rollout, WorldModel, surprise};
 use crate::scenario::{
-    DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Pendulum, PendulumParams,
+    DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Obstacle, Pendulum, PendulumParams,
     Scenario, Start, scenario_from_plan,
 };
 
@@ -37,6 +40,15 @@ pub trait Dynamics: Sync {
         dt: f64,
     ) -> Result<Vec<f64>, MpcError>;
 
+    /// The gradient of `Σ grad_states · states` with respect to `actions` (`[steps, n_actions]`,
+    /// one sequence), where `states` is what [`Dynamics::rollout`] returns for this one
+    /// sequence and `grad_states` is `[steps + 1, n_states]`: a vector-Jacobian product through
+    /// the rollout. Dynamics without a reverse pass return `None`, and planners fall back to
+    /// finite differences.
+    fn action_gradient(&self, _state: &[f64], _actions: &[f64], _dt: f64, _grad_states: &[f64]) -> Option<Result<Vec<f64>, MpcError>> {
+        None
+    }
+
     /// Returns the surprise of an observed transition and the threshold above which it counts
     /// as implausible, for dynamics that can judge one.
     fn surprise(&self, _state: &[f64], _action: &[f64], _next: &[f64]) -> Option<(f64, f64)> {
@@ -45,17 +57,84 @@ pub trait Dynamics: Sync {
 
     /// A short name for reports, such as `world model` or `simulator`.
     fn name(&self) -> &'static str;
+
+    /// Takes in an obstacle added to the map during a run, for dynamics that simulate
+    /// contacts; the default ignores it.
+    fn add_obstacle(&self, _obstacle: &Obstacle) {}
 }
 
 /// The learned world model as planner dynamics, with the normalization it was trained with.
+///
+/// Rollouts run on the fast `f32` kernel ([`Rollout`]), whose weights are copied out of the
+/// model when the dynamics are built; the start latent comes from [`WorldModel::encode`].
 pub struct ModelDynamics {
     pub model: WorldModel,
     pub normalization: Normalization,
     /// The surprise above which a transition counts as implausible (from the checkpoint).
     pub surprise_threshold: f64,
+    kernel: Rollout,
+    /// SI actions to normalized ones.
+    action_in: Affine,
+    /// Normalized states to SI ones.
+    state_out: Affine,
+    /// Builds encoder inputs; holds the map the occupancy patch is cut from.
+    observer: RwLock<Observer>,
+    /// The latest observed state and its latent; cleared when the map changes.
+    latest: Mutex<Option<(Vec<f64>, Vec<f32>)>>,
 }
 
 impl ModelDynamics {
+    /// Wraps `model` with the normalization it was trained with. `grid` is the map its
+    /// occupancy patches are cut from; it is required when the model's observations carry
+    /// a patch and ignored otherwise.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the model's variables do not fit its dimensions or the normalization's
+    /// lengths do not fit the model, and with [`MpcError::NoMap`] when the model reads a
+    /// patch and `grid` is `None`.
+    pub fn new(model: WorldModel, normalization: Normalization, surprise_threshold: f64, grid: Option<&Grid>) -> Result<ModelDynamics, MpcError> {
+        let (ns, na) = (model.dims.n_states, model.dims.n_actions);
+        let norm = &normalization;
+        if [norm.state_mean.len(), norm.state_std.len()] != [ns, ns] || [norm.action_mean.len(), norm.action_std.len()] != [na, na] {
+            return Err(MpcError::Model(candle_core::Error::Msg(format!(
+                "the normalization has {} state and {} action columns, but the model has {ns} and {na}",
+                norm.state_mean.len(),
+                norm.action_mean.len()
+            ))));
+        }
+        let patches = match (model.dims.patch, grid) {
+            (Some(spec), Some(grid)) => Some(PatchSampler::new(spec, grid)),
+            (Some(_), None) => return Err(MpcError::NoMap),
+            (None, _) => None,
+        };
+        let observer = RwLock::new(Observer::new(normalization.clone(), patches));
+        let kernel = Rollout::new(&model)?;
+        let action_in = Affine {
+            scale: norm.action_std.iter().map(|s| 1.0 / s).collect(),
+            offset: norm.action_mean.iter().zip(&norm.action_std).map(|(m, s)| -m / s).collect(),
+        };
+        let state_out = Affine { scale: norm.state_std.clone(), offset: norm.state_mean.clone() };
+        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer, latest: Mutex::new(None) })
+    }
+
+    /// Replaces the map that occupancy patches are cut from, for an obstacle added or
+    /// removed during a run; later rollouts encode the state against the new map. Does
+    /// nothing for a model without a patch.
+    pub fn replace_grid(&self, grid: &Grid) {
+        let mut observer = self.observer.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(spec) = observer.patch_spec() {
+            observer.patches = Some(PatchSampler::new(spec, grid));
+            *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Returns the encoder inputs `[rows, n_obs]` of states in SI units (rows of `n_states`):
+    /// the normalized state, then the occupancy patch around it.
+    pub fn observe(&self, states: &[f64]) -> Vec<f32> {
+        self.observer.read().unwrap_or_else(|e| e.into_inner()).observe_f64(states)
+    }
+
     fn normalized(&self, rows: &[f64], mean: &[f32], std: &[f32]) -> Vec<f32> {
         let width = mean.len();
         rows.iter().enumerate().map(|(i, &v)| (v as f32 - mean[i % width]) / std[i % width]).collect()
@@ -63,6 +142,25 @@ impl ModelDynamics {
 
     fn device(&self) -> &Device {
         &self.model.device
+    }
+
+    /// The latent of the observed `state`, by the world model's encoder: the state and, for
+    /// a robot on a map, the occupancy patch around it.
+    ///
+    /// A solve rolls out from the same state a dozen times or more, and each candle call costs
+    /// tens of microseconds (candle 0.11 counts the processor's cores, reading `/proc/cpuinfo`,
+    /// on every matrix product), so the latest state's latent is kept until the map changes.
+    fn start_latent(&self, state: &[f64]) -> Result<Vec<f32>, MpcError> {
+        let mut cached = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, latent)) = cached.as_ref()
+            && seen.as_slice() == state
+        {
+            return Ok(latent.clone());
+        }
+        let start = Tensor::from_vec(self.observe(state), (1, self.model.dims.n_obs()), self.device())?;
+        let latent: Vec<f32> = self.model.encode(&start)?.flatten_all()?.to_vec1()?;
+        *cached = Some((state.to_vec(), latent.clone()));
+        Ok(latent)
     }
 }
 
@@ -83,38 +181,25 @@ impl Dynamics for ModelDynamics {
         steps: usize,
         _dt: f64,
     ) -> Result<Vec<f64>, MpcError> {
-        let (ns, na) = (self.n_states(), self.n_actions());
-        let norm = &self.normalization;
-        let start = self.normalized(state, &norm.state_mean, &norm.state_std);
-        let start = Tensor::from_vec(start, (1, ns), self.device())?.repeat((samples, 1))?;
-        let normalized = self.normalized(actions, &norm.action_mean, &norm.action_std);
-        // [samples, steps, na] → one [samples, na] tensor per step.
-        let all = Tensor::from_vec(normalized, (samples, steps, na), self.device())?;
-        let per_step: Vec<Tensor> = (0..steps).map(|k| all.narrow(1, k, 1)?.squeeze(1)).collect::<Result<_, _>>()?;
-        let predicted = self.model.rollout(&start, &per_step)?;
-        let mut out = vec![0.0; samples * (steps + 1) * ns];
-        for sample in 0..samples {
-            out[sample * (steps + 1) * ns..][..ns].copy_from_slice(state);
-        }
-        for (k, tensor) in predicted.iter().enumerate() {
-            let rows: Vec<f32> = tensor.flatten_all()?.to_vec1()?;
-            for sample in 0..samples {
-                let row = norm.unstate(&rows[sample * ns..(sample + 1) * ns]);
-                let target = &mut out[(sample * (steps + 1) + k + 1) * ns..][..ns];
-                for (t, v) in target.iter_mut().zip(row) {
-                    *t = f64::from(v);
-                }
-            }
-        }
-        Ok(out)
+        let start = self.start_latent(state)?;
+        let batch = Batch { start: &start, actions, action_in: &self.action_in, state_out: &self.state_out, first_row: state, samples, steps };
+        Ok(self.kernel.run(&batch))
+    }
+
+    fn action_gradient(&self, state: &[f64], actions: &[f64], _dt: f64, grad_states: &[f64]) -> Option<Result<Vec<f64>, MpcError>> {
+        let start = match self.start_latent(state) {
+            Ok(start) => start,
+            Err(error) => return Some(Err(error)),
+        };
+        Some(Ok(self.kernel.action_gradient(&start, actions, &self.action_in, &self.state_out, grad_states)))
     }
 
     fn surprise(&self, state: &[f64], action: &[f64], next: &[f64]) -> Option<(f64, f64)> {
         let norm = &self.normalization;
         let tensor = |rows: Vec<f32>| Tensor::from_vec(rows.clone(), (1, rows.len()), self.device()).ok();
-        let s = tensor(self.normalized(state, &norm.state_mean, &norm.state_std))?;
+        let s = tensor(self.observe(state))?;
         let a = tensor(self.normalized(action, &norm.action_mean, &norm.action_std))?;
-        let n = tensor(self.normalized(next, &norm.state_mean, &norm.state_std))?;
+        let n = tensor(self.observe(next))?;
         let value = surprise(&self.model, &s, &a, &n).ok()?.first().copied()?;
         Some((f64::from(value), self.surprise_threshold))
     }
@@ -208,6 +293,12 @@ impl Dynamics for SimulatorDynamics {
 
     fn name(&self) -> &'static str {
         "simulator"
+    }
+
+    fn add_obstacle(&self, obstacle: &Obstacle) {
+        for copy in &self.copies {
+            copy.lock().expect("scenario lock").add_obstacle(obstacle);
+        }
     }
 }
 

@@ -9,11 +9,13 @@
 
 mod closed_loop;
 mod dynamics;
+mod navigate;
 mod planner;
 mod report;
 mod score;
 
-pub use closed_loop::{DEFAULT_TIME_LIMIT, Goal, LoopOptions, RunResult, StepRecord, goal_blocks_of, run_closed_loop};
+pub use closed_loop::{DEFAULT_TIME_LIMIT, Goal, LoopOptions, Navigation, RunResult, StepRecord, goal_blocks_of, run_closed_loop};
+pub use navigate::{EditShape, MapEdit, Navigator, RouteRecord, refinement_map_edits};
 pub use dynamics::{Dynamics, ModelDynamics, SettableScenario, SimulatorDynamics, simulator_for_plan};
 pub use planner::{Fallback, Method, Planner, PlannerSettings, Solution, SolverStatus};
 pub use report::{HardMargin, Summary, judge, progress_bar, read_trace, render_summary, render_svg, summarize, trace_json};
@@ -41,6 +43,14 @@ pub enum MpcError {
     Scenario(#[from] crate::scenario::ScenarioError),
     #[error("the world model failed: {0}")]
     Model(#[from] candle_core::Error),
+    #[error(transparent)]
+    Navigation(#[from] crate::context::NavError),
+    #[error("{0}")]
+    Refinement(String),
     #[error("invalid trajectory: {0}")]
     Trajectory(String),
+    #[error(
+        "the world model reads an occupancy patch of the map, but no map was given; try naming the map context in the world block, as in `from simulate(robot, floor)`, and training again"
+    )]
+    NoMap,
 }

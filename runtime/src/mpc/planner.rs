@@ -426,34 +426,26 @@ impl Planner {
     }
 
     /// Gradient refinement of the action sequence, accepting a step only when the rolled-out
-    /// energy falls, and halving the step otherwise.
+    /// energy falls, and halving the step otherwise. Each step moves every action against
+    /// the gradient by up to `learning_rate` of its half range, scaled by the largest entry.
     ///
-    /// The gradient is the total derivative of the energy through the dynamics, by forward
-    /// differences: one batched rollout of `H · n_actions` sequences, each with one action
-    /// moved by [`DIFFERENCE_STEP`] of its half range (away from a bound it touches).
-    /// NOTE: with the world model's backward pass this could be one reverse sweep instead.
+    /// The gradient is the total derivative of the energy through the dynamics. Where the
+    /// dynamics have a reverse pass ([`Dynamics::action_gradient`]), it is one reverse sweep:
+    /// the JIT's gradient with respect to the states, carried back through the rollout, plus
+    /// its gradient with respect to the actions. Otherwise it comes from forward differences
+    /// ([`Planner::difference_gradient`]).
     #[allow(clippy::too_many_arguments)]
     fn refine(&self, scorer: &Scorer, dynamics: &dyn Dynamics, state: &[f64], time0: f64, actions: &mut Vec<f64>, states: &mut Vec<f64>, evaluation: &mut Evaluation) -> Result<(), MpcError> {
-        let (len, na) = (self.steps * self.n_actions, self.n_actions);
+        let na = self.n_actions;
         let half_range: Vec<f64> = (0..na).map(|c| self.spread[c] / self.settings.noise).collect();
         let mut rate = self.settings.learning_rate;
         for _ in 0..self.settings.gradient_steps {
-            let mut batch = Vec::with_capacity(len * len);
-            let mut deltas = Vec::with_capacity(len);
-            for i in 0..len {
-                let column = i % na;
-                let mut delta = DIFFERENCE_STEP * half_range[column];
-                if actions[i] + delta > self.bounds[column].1 {
-                    delta = -delta;
-                }
-                let mut moved = actions.clone();
-                moved[i] += delta;
-                batch.extend(moved);
-                deltas.push(delta);
-            }
-            let rolled = dynamics.rollout(state, &batch, len, self.steps, self.dt)?;
-            let scored = scorer.evaluate_batch(time0, &rolled, &batch, len);
-            let gradient: Vec<f64> = scored.iter().zip(&deltas).map(|(e, d)| (e.total - evaluation.total) / d).collect();
+            let (energy, direct) = scorer.gradient(time0, states, actions);
+            let gradient = match dynamics.action_gradient(state, actions, self.dt, &direct.states) {
+                Some(through) if energy.status == Status::Finite => through?.iter().zip(&direct.actions).map(|(t, d)| t + d).collect(),
+                Some(_) => break,
+                None => self.difference_gradient(scorer, dynamics, state, time0, actions, evaluation, &half_range)?,
+            };
             let largest = gradient.iter().fold(0.0f64, |m, g| m.max(g.abs()));
             if !largest.is_finite() || largest == 0.0 {
                 break;
@@ -475,6 +467,30 @@ impl Planner {
             }
         }
         Ok(())
+    }
+
+    /// The gradient of the energy with respect to the actions by forward differences: one
+    /// batched rollout of `H · n_actions` sequences, each with one action moved by
+    /// [`DIFFERENCE_STEP`] of its half range (away from a bound it touches).
+    #[allow(clippy::too_many_arguments)]
+    fn difference_gradient(&self, scorer: &Scorer, dynamics: &dyn Dynamics, state: &[f64], time0: f64, actions: &[f64], evaluation: &Evaluation, half_range: &[f64]) -> Result<Vec<f64>, MpcError> {
+        let (len, na) = (self.steps * self.n_actions, self.n_actions);
+        let mut batch = Vec::with_capacity(len * len);
+        let mut deltas = Vec::with_capacity(len);
+        for i in 0..len {
+            let column = i % na;
+            let mut delta = DIFFERENCE_STEP * half_range[column];
+            if actions[i] + delta > self.bounds[column].1 {
+                delta = -delta;
+            }
+            let start = batch.len();
+            batch.extend_from_slice(actions);
+            batch[start + i] += delta;
+            deltas.push(delta);
+        }
+        let rolled = dynamics.rollout(state, &batch, len, self.steps, self.dt)?;
+        let scored = scorer.evaluate_batch(time0, &rolled, &batch, len);
+        Ok(scored.iter().zip(&deltas).map(|(e, d)| (e.total - evaluation.total) / d).collect())
     }
 
     /// Returns the warm start when its energy is finite, or a safe stop.

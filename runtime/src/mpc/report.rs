@@ -198,6 +198,8 @@ pub fn trace_json(plan: &Plan, run: &RunResult) -> serde_json::Value {
         "action_names": actions,
         "term_names": plan.terms.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
         "phases": run.phases,
+        "routes": run.routes,
+        "map_updates": run.map_updates,
         "steps": run.records,
         "final_state": run.states.last(),
     })
@@ -292,8 +294,37 @@ fn map_panel(svg: &mut String, plan: &Plan, run: &RunResult, field: Option<&Dist
             write!(svg, r##"<circle cx="{:.1}" cy="{:.1}" r="5" fill="#2a7"/><text x="{:.1}" y="{:.1}">{}</text>"##, px(x.0), py(y.0), px(x.0) + 7.0, py(y.0) - 7.0, site.name).ok();
         }
     }
+    for edit in &run.map_updates {
+        match edit.shape {
+            super::EditShape::Box { half } => write!(
+                svg,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="none" stroke="#d0452b" stroke-width="2"/>"##,
+                px(edit.center[0] - half[0]),
+                py(edit.center[1] + half[1]),
+                2.0 * half[0] / side * pixels,
+                2.0 * half[1] / side * pixels
+            ),
+            super::EditShape::Circle { radius } => write!(
+                svg,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="{:.1}" fill="none" stroke="#d0452b" stroke-width="2"/>"##,
+                px(edit.center[0]),
+                py(edit.center[1]),
+                radius / side * pixels
+            ),
+        }
+        .ok();
+        write!(svg, r##"<text x="{:.1}" y="{:.1}" fill="#d0452b">added at {:.1} s</text>"##, px(edit.center[0]) + 8.0, py(edit.center[1]) + 4.0, edit.at).ok();
+    }
+    for route in &run.routes {
+        let points: Vec<String> = route.points.iter().map(|p| format!("{:.1},{:.1}", px(p[0]), py(p[1]))).collect();
+        write!(svg, r##"<polyline fill="none" stroke="#c98a00" stroke-width="1.2" stroke-dasharray="4 3" points="{}"/>"##, points.join(" ")).ok();
+    }
     polyline(svg, run.states.iter().map(|s| (px(s[xc]), py(s[yc]))), "#1f5fbf");
-    write!(svg, r#"<text x="{margin}" y="18">trajectory over the map (dark: obstacles, light: within 0.5 m of one, green: sites)</text>"#).ok();
+    write!(
+        svg,
+        r#"<text x="{margin}" y="18">trajectory over the map (dark: obstacles, light: within 0.5 m of one, green: sites, dashed: global routes, red: obstacles added during the run)</text>"#
+    )
+    .ok();
 }
 
 fn time_panel(svg: &mut String, plan: &Plan, run: &RunResult, width: f64, height: f64) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use rapier3d::prelude::*;
 
-use super::obstacles::{Obstacle, insert_obstacles};
+use super::obstacles::{Obstacle, insert_obstacle, insert_obstacles};
 use super::physics::Physics;
 use super::rng::Rng;
 use super::{Channel, Event, Layout, Scenario, Step, clamp_action, substeps, wrap_angle};
@@ -314,6 +314,15 @@ impl Scenario for DiffDrive {
             action,
             events,
         }
+    }
+
+    /// Adds the obstacle to the list (contact events index it at the end) and to the running
+    /// world, so the base keeps its pose and velocity.
+    fn add_obstacle(&mut self, obstacle: &Obstacle) -> bool {
+        let index = self.obstacles.len();
+        Arc::make_mut(&mut self.obstacles).push(obstacle.clone());
+        insert_obstacle(&mut self.physics, index, obstacle, BASE_FRICTION);
+        true
     }
 }
 

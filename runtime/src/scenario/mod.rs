@@ -48,6 +48,7 @@ pub use obstacles::{
 pub use pendulum::{BOB_RADIUS, Pendulum, PendulumParams};
 pub use physics::GRAVITY;
 pub use plan::{PlanScenario, Start, chair_from_plan, load_test_force, scenario_from_plan};
+pub(crate) use plan::load_grid;
 pub use replay::{Replay, distance_grids, replay_actions, replay_design, replay_in, score_replay};
 pub use rng::{OrnsteinUhlenbeck, Rng, derive_seed};
 
@@ -151,6 +152,12 @@ pub trait Scenario: Send {
     /// Panics if `action` does not have one value per action channel, or if `dt` is not a
     /// positive finite number.
     fn step(&mut self, action: &[f64], dt: f64) -> Step;
+
+    /// Adds a fixed obstacle to the running world, keeping the current state, for maps that
+    /// change during a run; returns `false` when the scenario has no obstacles to add to.
+    fn add_obstacle(&mut self, _obstacle: &Obstacle) -> bool {
+        false
+    }
 }
 
 /// Why a scenario could not be built from a plan.

@@ -180,28 +180,38 @@ pub fn obstacles_from_scene(scene: &Scene) -> Vec<Obstacle> {
 /// collider's `user_data` is its index in `obstacles`.
 pub(crate) fn insert_obstacles(physics: &mut Physics, obstacles: &[Obstacle], friction: f64) {
     for (index, obstacle) in obstacles.iter().enumerate() {
-        let builder = match *obstacle {
-            Obstacle::Box { center, half, yaw } => {
-                ColliderBuilder::cuboid(half[0] as f32, half[1] as f32, half[2] as f32)
-                    .translation(vector3(center))
-                    .rotation(Vector::new(0.0, 0.0, yaw as f32))
-            }
-            // rapier's cylinders have their axis along y, so a quarter turn about x puts it along z.
-            Obstacle::Cylinder {
-                center,
-                radius,
-                half_height,
-            } => ColliderBuilder::cylinder(half_height as f32, radius as f32)
-                .translation(vector3(center))
-                .rotation(Vector::new(std::f32::consts::FRAC_PI_2, 0.0, 0.0)),
-        };
-        physics.world.colliders.insert(
-            builder
-                .friction(friction as f32)
-                .user_data(index as u128)
-                .build(),
-        );
+        insert_obstacle(physics, index, obstacle, friction);
     }
+}
+
+/// Inserts one fixed collider whose `user_data` is `index`.
+pub(crate) fn insert_obstacle(
+    physics: &mut Physics,
+    index: usize,
+    obstacle: &Obstacle,
+    friction: f64,
+) {
+    let builder = match *obstacle {
+        Obstacle::Box { center, half, yaw } => {
+            ColliderBuilder::cuboid(half[0] as f32, half[1] as f32, half[2] as f32)
+                .translation(vector3(center))
+                .rotation(Vector::new(0.0, 0.0, yaw as f32))
+        }
+        // rapier's cylinders have their axis along y, so a quarter turn about x puts it along z.
+        Obstacle::Cylinder {
+            center,
+            radius,
+            half_height,
+        } => ColliderBuilder::cylinder(half_height as f32, radius as f32)
+            .translation(vector3(center))
+            .rotation(Vector::new(std::f32::consts::FRAC_PI_2, 0.0, 0.0)),
+    };
+    physics.world.colliders.insert(
+        builder
+            .friction(friction as f32)
+            .user_data(index as u128)
+            .build(),
+    );
 }
 
 fn vector3(point: [f64; 3]) -> Vector {

@@ -198,6 +198,17 @@ impl Scenario for PlanScenario {
             events,
         }
     }
+
+    /// Adds the obstacle to every mobile base's world (agents do not share one).
+    fn add_obstacle(&mut self, obstacle: &Obstacle) -> bool {
+        let mut added = false;
+        for agent in &mut self.agents {
+            if let AgentScenario::DiffDrive(base) = agent {
+                added |= base.add_obstacle(obstacle);
+            }
+        }
+        added
+    }
 }
 
 /// Builds the scenario of every agent of `plan`; context paths are relative to `base_dir`.

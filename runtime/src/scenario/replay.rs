@@ -130,8 +130,22 @@ pub fn distance_grids(
         .collect()
 }
 
+/// Largest cell of the distance fields the energy reads, metres. The field is exact along
+/// the axes but interpolated bilinearly between cell centres, which near the corner of a
+/// blocked cell overestimates the distance by up to about a third of a cell; the cells of
+/// coarse maps (a MovingAI map at 2 m a cell) are split until they are this small.
+pub const MAX_FIELD_CELL: f64 = 0.125;
+
 /// Converts a grid's distance field to the energy layout, whose row 0 is the bottom row.
 fn distance_grid(grid: &Grid) -> DistanceGrid {
+    let factor = (grid.cell_size() / MAX_FIELD_CELL).ceil().max(1.0) as usize;
+    let refined;
+    let grid = if factor > 1 {
+        refined = grid.refined(factor);
+        &refined
+    } else {
+        grid
+    };
     let field = DistanceField::new(grid);
     let (width, height, cell) = (grid.width(), grid.height(), grid.cell_size());
     let mut values = Vec::with_capacity(width * height);
