@@ -207,6 +207,53 @@ fn kernel_matches_candle_rollout() {
     }
 }
 
+/// A NaN action makes every later state of its sample NaN, as in candle, and leaves the
+/// other samples alone.
+#[test]
+fn kernel_propagates_nan_actions() {
+    let dims = Dims {
+        n_states: 2,
+        n_actions: 1,
+        latent: 8,
+        hidden: 16,
+        patch: None,
+    };
+    let model = random_model(dims, 13, 1.0);
+    let (samples, steps) = (4, 5);
+    let mut actions = vec![0.25; samples * steps];
+    actions[steps + 2] = f64::NAN;
+    let z0 = vec![0.5; dims.latent];
+    let (action_in, state_out, first_row) = (Affine::identity(1), Affine::identity(2), [0.0, 0.0]);
+    let batch = Batch {
+        start: &z0,
+        actions: &actions,
+        action_in: &action_in,
+        state_out: &state_out,
+        first_row: &first_row,
+        samples,
+        steps,
+    };
+    for isa in [Isa::Baseline, Isa::detect()] {
+        let got = Rollout::new(&model)
+            .expect("kernel")
+            .with_isa(isa)
+            .run(&batch);
+        for s in 0..samples {
+            for k in 1..=steps {
+                for j in 0..2 {
+                    let v = got[(s * (steps + 1) + k) * 2 + j];
+                    let poisoned = s == 1 && k >= 3;
+                    assert_eq!(
+                        v.is_nan(),
+                        poisoned,
+                        "{isa:?}: sample {s}, step {k}, state {j} is {v}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn action_gradient_matches_differences() {
     let dims = Dims {

@@ -863,8 +863,17 @@ fn layer<S: Simd, const R: usize, const V: usize, const FMA: bool>(
             }
         }
         Epilogue::ResidualClip(residual) => {
+            // Compare and select rather than `max`/`min`, which would turn NaN into a bound and
+            // hide a non-finite input from the planner's status checks.
             for (v, r) in out.iter_mut().zip(residual) {
-                *v = (*v + r).max(-LATENT_BOUND).min(LATENT_BOUND);
+                let x = *v + r;
+                *v = if x < -LATENT_BOUND {
+                    -LATENT_BOUND
+                } else if x > LATENT_BOUND {
+                    LATENT_BOUND
+                } else {
+                    x
+                };
             }
         }
         Epilogue::Affine(map) => {
