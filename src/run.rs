@@ -238,7 +238,9 @@ impl Dynamics for ModelOnMap {
             };
             edit.apply_to_grid(grid);
             self.model.replace_grid(grid);
-            tracing::info!("the world model reads the added obstacle through its occupancy patch");
+            if self.model.model.dims.patch.is_some() {
+                tracing::info!("the world model reads the added obstacle through its occupancy patch, without retraining");
+            }
         }
     }
 }

@@ -139,7 +139,7 @@ fn random_decision(plan: &Plan, random: &mut Random) -> Decision {
         };
     }
     for (field, context) in decision.fields.iter_mut().zip(&plan.contexts) {
-        if context.name == "floor" {
+        if matches!(context.loader.as_str(), "image" | "map") {
             *field = Some(warehouse_field());
         }
     }

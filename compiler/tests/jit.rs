@@ -104,7 +104,7 @@ impl Decision {
             })
             .collect();
         let params = plan.params.iter().map(|p| p.value.0).collect();
-        let fields = plan.contexts.iter().map(|c| (c.name == "floor").then(synthetic_floor)).collect();
+        let fields = plan.contexts.iter().map(|c| matches!(c.loader.as_str(), "image" | "map").then(synthetic_floor)).collect();
         Decision { time0: random.range(0.0, 5.0), states, actions, design, params, fields }
     }
 
