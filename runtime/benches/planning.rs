@@ -425,6 +425,7 @@ fn run(
         max_steps: Some(control_steps),
         time_limit: None,
         goal_blocks: goal_blocks_of(text),
+        ..LoopOptions::default()
     };
     run_closed_loop(
         &mut scorer,
