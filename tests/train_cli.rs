@@ -230,7 +230,7 @@ fn data_file_must_fit_plan() {
     );
     assert_eq!(sim.code, 0, "{}", sim.stderr);
 
-    // The double integrator's plan steps 100 ms, the pendulum's 50 ms.
+    // The double integrator's plan steps 200 ms, the pendulum's 50 ms.
     let step = basin(
         &dir,
         &[
@@ -264,7 +264,7 @@ fn data_file_must_fit_plan() {
             "--episodes",
             "4",
             "--step",
-            "0.1",
+            "0.2",
             "-o",
             "slow.safetensors",
         ],
