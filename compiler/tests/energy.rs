@@ -617,7 +617,8 @@ fn distance_gradient_finite_on_cell_border_and_outside() {
 fn nan_input_gradient_is_non_finite() {
     let plan = compile_example("double-integrator");
     let mut decision = random_decision(&plan, &mut Random(2));
-    decision.actions[3] = f64::NAN;
+    // The example's terms read states, not actions, since its actuator limit is a bound.
+    decision.states[3] = f64::NAN;
     let (evaluation, _) = gradient(&plan, &decision.inputs());
     assert!(matches!(evaluation.status, Status::NonFinite { term: Some(_) }), "{evaluation:?}");
 }
