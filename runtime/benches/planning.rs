@@ -2,8 +2,8 @@
 //!
 //! - `rollout`: the batched rollout kernel for 1024 samples × 40 steps beside candle's
 //!   rollout of the same model, and the processor's fused multiply-add peak measured by a
-//!   small kernel on the same threads, so the kernel's share of the peak is a ratio of two
-//!   numbers taken under the same load.
+//!   small kernel on the same threads. The kernel's share of the peak is therefore a ratio of
+//!   two numbers taken under the same load.
 //! - `loop`: closed-loop planning latency per control step (median, p95) on the warehouse and
 //!   double-integrator examples at 1024 samples × 40 steps, with 1 and 2 sampling iterations
 //!   plus the examples' gradient steps, and with the gradient by forward differences beside
@@ -39,24 +39,24 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
-    let wanted = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
+    let selected = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     println!(
         "rayon threads: {}, detected vector instructions: {:?}",
         rayon::current_num_threads(),
         Isa::detect()
     );
-    if wanted("rollout") {
+    if selected("rollout") {
         rollout();
     }
-    if wanted("loop") {
+    if selected("loop") {
         closed_loop();
     }
-    if wanted("versus") {
+    if selected("versus") {
         versus();
     }
 }
 
-/// The median of `runs` timings of `f`, after one untimed call.
+/// Measures the median of `runs` timings of `f`, after one untimed call.
 fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
     f();
     let mut times: Vec<Duration> = (0..runs)
@@ -232,7 +232,7 @@ const PEAK_ITERATIONS: usize = 20_000_000;
 /// Independent accumulator vectors: enough to cover the latency of two FMA pipes.
 const CHAINS: usize = 12;
 
-/// The best instruction set's peak on `threads` threads: GFLOP/s and the instruction set.
+/// Measures the best instruction set's peak on `threads` threads, in GFLOP/s, with that set.
 fn fma_peak(threads: usize) -> (f64, Isa) {
     let isa = Isa::detect();
     (peak_of(isa, threads), isa)
@@ -494,13 +494,13 @@ fn closed_loop() {
             };
             let cpu = (cpu_seconds() - cpu) / result.records.len() as f64;
             let (median, p95) = latency(&result);
-            let how = if differences {
+            let method = if differences {
                 "forward differences"
             } else {
                 "reverse sweep"
             };
             println!(
-                "| {name} | {iterations} | {gradient_steps} steps, {how} | {:.1} ms | {:.1} ms | {:.1} | {:.1} ms |",
+                "| {name} | {iterations} | {gradient_steps} steps, {method} | {:.1} ms | {:.1} ms | {:.1} | {:.1} ms |",
                 median * 1e3,
                 p95 * 1e3,
                 1.0 / median,

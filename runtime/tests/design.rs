@@ -1,5 +1,5 @@
 //! Design problems on the chair examples: solved over a small surrogate of the rapier load
-//! test, validated in rapier, refined through the query database, and explained; the
+//! test, validated in rapier, refined through the query database, and explained. The
 //! expected values come from the beam formula and the energy definitions, evaluated
 //! independently in the test.
 
@@ -12,7 +12,7 @@ use basin_compiler::plan::{CompileOptions, Plan, compile};
 use basin_runtime::design::{self, DesignSettings, OutcomeModel, Problem, SurrogateOutcomes};
 use basin_runtime::model::{Surrogate, SurrogateOrigin, SurrogateTarget, ensure_surrogate};
 
-/// Compiles an example with a smaller surrogate than its spec asks for, so tests stay fast.
+/// Compiles an example with a smaller surrogate than its spec requests, so tests stay fast.
 fn example(name: &str) -> Plan {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
@@ -36,7 +36,7 @@ fn example(name: &str) -> Plan {
     plan.unwrap_or_else(|| panic!("{name} did not compile: {diagnostics:?}"))
 }
 
-/// A scratch folder of this test process for surrogate checkpoints.
+/// Creates a scratch folder of this test process for surrogate checkpoints.
 fn scratch(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("basin-design-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -99,7 +99,7 @@ fn chair_holds_in_simulation_and_stronger_armrest_is_no_heavier() {
     let [thickness, material, _] = before.values[..] else {
         panic!("three design variables: {:?}", before.values)
     };
-    // ABS cannot hold the load at the thickest allowed armrest, so aluminium is the answer.
+    // ABS cannot carry the load at the thickest allowed armrest, so aluminium is expected.
     assert_eq!(
         material, 1.0,
         "expected aluminum_6061, got choice {material}"
@@ -115,7 +115,7 @@ fn chair_holds_in_simulation_and_stronger_armrest_is_no_heavier() {
         before.explanation.render()
     );
 
-    // The validated design holds the load in the physics scenario, not only in the surrogate.
+    // The validated design carries the load in the physics scenario, not only in the surrogate.
     let outcome =
         basin_runtime::scenario::replay_design(&before_plan, &before.values).expect("load test");
     assert!(
@@ -124,7 +124,7 @@ fn chair_holds_in_simulation_and_stronger_armrest_is_no_heavier() {
     );
 
     // The refinement edits a strength that only the bending formula reads, so the
-    // surrogate is reused and the re-solve starts from the previous answer.
+    // surrogate is reused and the re-solve starts from the previous solution.
     let stronger = plan
         .refinements
         .iter()
@@ -239,8 +239,8 @@ fn hard_energy(r: f64) -> f64 {
 }
 
 /// Explanations name the dominant term and the tightest hard constraint, for designs and
-/// simulated tip margins given as data; the expected names come from the energies
-/// computed by hand.
+/// simulated tip margins given as data. The expected names come from energies computed by
+/// hand.
 #[test]
 fn explanations_name_dominant_and_tightest_terms() {
     let plan = example("chair");
@@ -345,7 +345,7 @@ fn spec(text: &str) -> Plan {
 }
 
 #[test]
-fn outcomes_without_world_or_with_bad_checkpoint_are_errors() {
+fn outcome_setup_errors_are_reported() {
     let chair = "use std.materials.{abs_plastic, aluminum_6061}\nuse std.furniture.office_chair\n\
         design chair = office_chair { armrest_thickness: 8 mm ..= 30 mm, armrest_material: abs_plastic | aluminum_6061, base_radius: 25 cm ..= 40 cm }\n\
         let occupant = 300 lbf\nconstraint stands { chair.tip_margin >= 2 cm hard }\ngoal light { minimize chair.mass }\n";

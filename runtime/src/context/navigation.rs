@@ -1,8 +1,8 @@
 //! Global navigation over a map's distance field: a grid planner whose route feeds the local
 //! model-predictive controller a target it can reach within its horizon.
 //!
-//! The closed loop samples action sequences over a few seconds, and a reach energy that pulls
-//! straight at a site behind a shelf leads it into the shelf and holds it there. The remedy
+//! The closed loop samples action sequences over a few seconds. A reach energy that pulls
+//! straight at a site behind a shelf drives the robot into the shelf and keeps it there. The remedy
 //! of mobile-robot practice is a global planner: shortest paths over the occupancy grid with
 //! obstacles inflated by the robot's radius plus its required clearance, from which the
 //! local controller takes a nearby point along the path as its target.
@@ -37,7 +37,7 @@ const PROXIMITY_PENALTY: f64 = 2.0;
 /// Finest planning cell, metres; finer fields are sampled at this spacing.
 const MIN_CELL: f64 = 0.05;
 
-/// Why no route could be planned.
+/// Error raised when no route can be planned.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum NavError {
     #[error(
@@ -106,7 +106,7 @@ impl NavMap {
         self.cell
     }
 
-    /// The robot's radius plus its required clearance, metres.
+    /// Returns the robot's radius plus its required clearance, in metres.
     pub fn required(&self) -> f64 {
         self.required
     }
@@ -120,7 +120,7 @@ impl NavMap {
         [self.origin[0] + col as f64 * self.cell, self.origin[1] + row as f64 * self.cell]
     }
 
-    /// The cell whose centre is nearest to `point`, or `None` outside the grid.
+    /// Returns the cell whose centre is nearest to `point`, or `None` outside the grid.
     fn cell_of(&self, point: [f64; 2]) -> Option<usize> {
         let col = ((point[0] - self.origin[0]) / self.cell).round();
         let row = ((point[1] - self.origin[1]) / self.cell).round();
@@ -164,7 +164,7 @@ impl NavMap {
         }
     }
 
-    /// The geodesic cost-to-go field towards `goal` (named `site` in errors).
+    /// Computes the geodesic cost-to-go field towards `goal`; errors name the goal `site`.
     ///
     /// # Errors
     ///
@@ -202,8 +202,8 @@ impl NavMap {
         Ok(CostToGo { site: site.to_string(), goal, goal_cell, cost })
     }
 
-    /// Whether the straight segment from `a` to `b` keeps the required clearance, or, near a
-    /// start that is already closer than that, does not get any closer.
+    /// Checks whether the straight segment from `a` to `b` keeps the required clearance.
+    /// From a start that is already closer than that, the segment must not get any closer.
     pub fn line_is_clear(&self, a: [f64; 2], b: [f64; 2]) -> bool {
         let length = (b[0] - a[0]).hypot(b[1] - a[1]);
         let samples = (length / (self.cell / 2.0)).ceil().max(1.0) as usize;
@@ -215,7 +215,7 @@ impl NavMap {
         })
     }
 
-    /// The field at a point, by the nearest cell centre; −∞ outside the grid.
+    /// Samples the field at the nearest cell centre, returning −∞ outside the grid.
     fn sample(&self, point: [f64; 2]) -> f64 {
         self.cell_of(point).map_or(f64::NEG_INFINITY, |index| self.clearance[index])
     }
@@ -261,7 +261,7 @@ impl CostToGo {
         self.goal
     }
 
-    /// The route from `from` to the goal: `from`, then cell centres downhill, then the goal.
+    /// Builds the route from `from` to the goal: `from`, then cell centres downhill, then the goal.
     /// A start closer to an obstacle than the required clearance first moves to the nearest
     /// cell from which the goal can be reached.
     ///
@@ -300,8 +300,8 @@ impl CostToGo {
         self.entry_cell(map, from).map(|index| self.cost[index])
     }
 
-    /// The cell a route from `from` starts at: its own cell when that reaches the goal, or
-    /// else the nearest one that does within twice the required clearance.
+    /// Finds the cell a route from `from` starts at. This is its own cell when that reaches the
+    /// goal, or else the nearest cell that does within twice the required clearance.
     fn entry_cell(&self, map: &NavMap, from: [f64; 2]) -> Option<usize> {
         let own = map.cell_of(from)?;
         if self.cost[own].is_finite() {
@@ -329,9 +329,9 @@ impl CostToGo {
         best.map(|(_, index)| index)
     }
 
-    /// The target for a local controller at `from`: the farthest point of the route within
-    /// `distance` metres along it that is in sight along a clear straight line; the goal
-    /// itself when that is in sight and within `distance`.
+    /// Picks the target for a local controller at `from`. The target is the farthest point of
+    /// the route within `distance` metres along it that is visible along a clear straight
+    /// line. When the goal itself is visible and within `distance`, the target is the goal.
     ///
     /// # Errors
     ///
@@ -362,8 +362,8 @@ pub fn path_length(path: &[[f64; 2]]) -> f64 {
 mod tests {
     use super::*;
 
-    /// A distance grid of `rows` ('#' blocked) with 1 m cells, from an exact brute-force
-    /// distance to the nearest blocked cell edge, so tests do not depend on the transform.
+    /// Builds a distance grid of `rows` ('#' blocked) with 1 m cells. Distances to the nearest
+    /// blocked cell edge are computed by brute force, so tests do not depend on the transform.
     fn field(rows: &[&str]) -> DistanceGrid {
         let height = rows.len();
         let width = rows[0].len();
@@ -416,9 +416,9 @@ mod tests {
         let map = NavMap::new(&grid, 0.25).with_comfort_band(0.0);
         let to_go = map.cost_to_go("drop", [7.0, 0.0]).unwrap();
         let path = to_go.path_from(&map, [1.0, 0.0]).unwrap();
-        // By hand: (1, 0) to (3, 4) is two diagonal and two straight steps; (3, 3) to (4, 4)
-        // would cut the wall's corner, so the route crosses above the wall by (3, 4), (4, 4),
-        // (5, 4), then down to (7, 0) likewise: 4·√2 + 6 metres.
+        // By hand: (1, 0) to (3, 4) is two diagonal and two straight steps. The step (3, 3) to
+        // (4, 4) would cut the wall's corner, so the route crosses above the wall by (3, 4),
+        // (4, 4), (5, 4), then goes down to (7, 0) likewise. The length is 4·√2 + 6 metres.
         let expected = 4.0 * std::f64::consts::SQRT_2 + 6.0;
         assert!((path_length(&path) - expected).abs() < 1e-9, "length {}, expected {expected}: {path:?}", path_length(&path));
         assert!(path.iter().all(|p| grid.sample(p[0], p[1]).value >= 0.25), "{path:?}");

@@ -6,7 +6,7 @@
 //! pass per chunk of samples with every buffer resident in cache.
 //!
 //! - The weights are copied once out of a [`WorldModel`] into plain row-major buffers
-//!   (`[out, in]`), with the first layer and the skip of the predictor split into their
+//!   (`[out, in]`). The first layer and the skip of the predictor are split into their
 //!   latent and action columns, so `W [z; a]` is two products over the two inputs and the
 //!   concatenation is never built.
 //! - Samples are split into chunks of [`CHUNK`] (fewer for a small batch, such as the single
@@ -243,7 +243,7 @@ impl Rollout {
         })
     }
 
-    /// The instruction set in use.
+    /// Returns the instruction set in use.
     pub fn isa(&self) -> Isa {
         self.isa
     }
@@ -369,7 +369,7 @@ impl Rollout {
         }
     }
 
-    /// One predictor step `s.z, s.a → s.next` and the probe of `s.next` into `s.probe`.
+    /// Runs one predictor step `s.z, s.a → s.next` and the probe of `s.next` into `s.probe`.
     fn step(&self, s: &mut Scratch, state_out: &Affine) {
         match self.isa {
             #[cfg(target_arch = "x86_64")]
@@ -382,10 +382,10 @@ impl Rollout {
         }
     }
 
-    /// The gradient of `Σ grad_states · states` with respect to the actions of one sequence,
-    /// where `states` is what [`Rollout::run`] returns for it: `grad_states` is
-    /// `[steps + 1, n_states]` (row 0, the given first row, does not depend on the actions),
-    /// and the result is `[steps, n_actions]` in the caller's units.
+    /// Computes the gradient of `Σ grad_states · states` with respect to the actions of one
+    /// sequence, where `states` is what [`Rollout::run`] returns for it. `grad_states` is
+    /// `[steps + 1, n_states]`; row 0, the given first row, does not depend on the actions.
+    /// The result is `[steps, n_actions]` in the caller's units.
     ///
     /// # Panics
     ///
@@ -541,7 +541,7 @@ fn gelu_exact(x: f32) -> f32 {
     0.5 * x * (1.0 + (GELU_A * x * (1.0 + 0.044715 * x * x)).tanh())
 }
 
-/// The derivative of [`gelu_exact`].
+/// Computes the derivative of [`gelu_exact`].
 fn gelu_slope(x: f32) -> f32 {
     let t = (GELU_A * x * (1.0 + 0.044715 * x * x)).tanh();
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * (GELU_A + 3.0 * GELU_B * x * x)
@@ -565,8 +565,8 @@ fn step_baseline(p: &Net, q: &Net, s: &mut Scratch, state_out: &Affine) {
 
 /// The vector operations the tile loop needs, one implementation per instruction set.
 ///
-/// Autovectorized arrays of accumulators turned into gathers and spills here, so the tile
-/// holds explicit vectors; everything outside the tile is plain code the compiler vectorizes.
+/// Autovectorized arrays of accumulators compiled to gathers and spills here, so the tile
+/// keeps explicit vectors. Everything outside the tile is plain code the compiler vectorizes.
 mod simd {
     /// A vector of `LANES` `f32` values.
     pub trait Simd: Copy {
@@ -694,7 +694,7 @@ mod simd {
 
 use simd::Simd;
 
-/// What a layer does between accumulating and storing.
+/// Operation a layer applies between accumulating and storing.
 #[derive(Clone, Copy)]
 enum Epilogue<'a> {
     Gelu,
@@ -983,7 +983,8 @@ mod tests {
                 "exp({x}) = {got}, expected {want}"
             );
         }
-        assert!(exp_fast::<false>(-1e4) >= 0.0 && exp_fast::<false>(1e4).is_finite());
+        assert!(exp_fast::<false>(-1e4) >= 0.0);
+        assert!(exp_fast::<false>(1e4).is_finite());
     }
 
     #[test]

@@ -244,7 +244,7 @@ impl<'a> SurrogateTarget<'a> {
             .collect()
     }
 
-    /// The hex sha256 of everything that changes the outcomes (see the module documentation).
+    /// Hashes everything that changes the outcomes (see the module documentation) as hex sha256.
     pub fn plan_hash(&self, plan: &Plan, settings: &SurrogateSettings) -> String {
         let description = serde_json::json!({
             "format": SURROGATE_FORMAT,
@@ -273,7 +273,7 @@ impl<'a> SurrogateTarget<'a> {
             .sum()
     }
 
-    /// The features of one design's variables (its slice of the plan's design layout).
+    /// Encodes one design's variables (its slice of the plan's design layout) as features.
     fn features(&self, values: &[f64]) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.n_features());
         for (v, &x) in self.design.variables.iter().zip(values) {
@@ -343,7 +343,7 @@ pub fn simulate_designs(
     Ok((designs, outcomes))
 }
 
-/// The outcomes of a load test in the order of the design's states.
+/// Lists the outcomes of a load test in the order of the design's states.
 pub fn outcome_values(target: &SurrogateTarget<'_>, outcome: &LoadTestOutcome) -> Vec<f64> {
     target
         .design
@@ -381,7 +381,7 @@ impl Module for Mlp {
     }
 }
 
-/// What a surrogate was trained on and how well it predicts, kept in its checkpoint.
+/// Training data description and accuracy of a surrogate, stored in its checkpoint.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SurrogateMeta {
     pub plan_hash: String,
@@ -398,7 +398,7 @@ pub struct SurrogateMeta {
     pub train_loss: f64,
 }
 
-/// How [`ensure_surrogate`] obtained its surrogate.
+/// Source of the surrogate that [`ensure_surrogate`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SurrogateOrigin {
     /// The checkpoint at this path fitted the plan.
@@ -529,9 +529,9 @@ impl Surrogate {
         Ok(y.iter().map(|row| self.unstandardize(row)).collect())
     }
 
-    /// The outcomes of `design` and the gradient of `Σ cotangent_j · outcome_j` with respect
-    /// to every design variable, by candle's autograd through the three networks (zero for
-    /// discrete variables and for variables of other designs).
+    /// Predicts the outcomes of `design` and the gradient of `Σ cotangent_j · outcome_j` with
+    /// respect to every design variable, by candle's autograd through the three networks. The
+    /// gradient is zero for discrete variables and for variables of other designs.
     pub fn vjp(
         &self,
         target: &SurrogateTarget<'_>,
@@ -706,8 +706,8 @@ impl Surrogate {
         Ok(())
     }
 
-    /// Loads a checkpoint for `target`; a file that is not a surrogate of this shape, or
-    /// holds non-finite weights, is an error naming it.
+    /// Loads a checkpoint for `target`. A file that is not a surrogate of this shape, or that
+    /// contains non-finite weights, is an error naming the file.
     pub fn load(path: &Path, target: &SurrogateTarget<'_>) -> Result<Surrogate, SurrogateError> {
         let bad = |reason: String| SurrogateError::Checkpoint {
             path: path.to_path_buf(),
@@ -824,7 +824,7 @@ pub fn ensure_surrogate(
                 })
                 .map(|(n, _)| n.clone())
                 .collect();
-            // Fine-tuning starts near the answer, so it takes a third of the steps.
+            // Fine-tuning starts near the previous solution, so it takes a third of the steps.
             let steps = (settings.epochs / 3).max(1);
             (
                 p,

@@ -4,9 +4,9 @@
 //! A reach clause compiles to energy terms that read the site's coordinates as plan
 //! parameters (`pick[0]`, `pick[1]`). Before each solve, [`Navigator::steer`] sets those
 //! parameters to a lookahead point on the global route from the robot to the site (see
-//! `context::navigation`), the way the loop already advances `BLOCK.phase`; after the solve,
-//! [`Navigator::restore`] puts the real coordinates back, so phase changes, the goal test,
-//! the report and `basin judge` all read the real sites. The compiled energy is unchanged:
+//! `context::navigation`), the way the loop already advances `BLOCK.phase`. After the solve,
+//! [`Navigator::restore`] puts the real coordinates back. Phase changes, the goal test, the
+//! report and `basin judge` therefore all read the real sites. The compiled energy is unchanged:
 //! only the values of its parameters move.
 //!
 //! The route is planned over the distance field that the plan's hard `clearance` condition
@@ -57,7 +57,7 @@ pub struct RouteRecord {
 pub struct MapEdit {
     /// Run time at which it appears, seconds.
     pub at: f64,
-    /// Where it comes from, such as `refinement "stray pallet"`.
+    /// Source of the edit, such as `refinement "stray pallet"`.
     pub label: String,
     /// Centre, metres.
     pub center: [f64; 2],
@@ -75,7 +75,7 @@ pub enum EditShape {
 }
 
 impl MapEdit {
-    /// The obstacle as the physics scenarios take it, as tall as the maps' obstacles.
+    /// Converts the edit to a physics-scenario obstacle, as tall as the maps' obstacles.
     pub fn obstacle(&self) -> Obstacle {
         let half_z = crate::scenario::MAP_OBSTACLE_HEIGHT / 2.0;
         let center = [self.center[0], self.center[1], half_z];
@@ -132,8 +132,8 @@ impl MapEdit {
 ///
 /// # Errors
 ///
-/// Fails when the plan has no refinement `name`, or the refinement changes a parameter at a
-/// time or asks for a rerun, which closed-loop runs do not support.
+/// Fails when the plan has no refinement `name`, or when the refinement changes a parameter at
+/// a time or requests a rerun, because closed-loop runs do not support either.
 pub fn refinement_map_edits(plan: &Plan, name: &str) -> Result<Vec<MapEdit>, MpcError> {
     let Some(refinement) = plan.refinements.iter().find(|r| r.name == name) else {
         let known: Vec<String> = plan.refinements.iter().map(|r| format!("{:?}", r.name)).collect();
@@ -191,7 +191,7 @@ pub struct Navigator {
 
 impl Navigator {
     /// Builds a navigator for a plan whose reach terms read a 2-D site from parameters and
-    /// whose hard conditions read a map's distance field; `None` for any other plan.
+    /// whose hard conditions read a map's distance field. Returns `None` for any other plan.
     pub fn from_scorer(scorer: &Scorer) -> Option<Navigator> {
         let plan = &scorer.plan;
         let (context, required) = clearance_requirement(plan, &scorer.params)?;
@@ -225,7 +225,7 @@ impl Navigator {
         self.required
     }
 
-    /// The plan context whose field the routes avoid.
+    /// Returns the plan context whose field the routes avoid.
     pub fn context(&self) -> usize {
         self.context
     }
@@ -298,8 +298,8 @@ impl Navigator {
     }
 }
 
-/// The map context of the plan's hard clearance condition and the distance it requires from
-/// the robot's centre, the largest over hard conditions that read a distance field.
+/// Finds the map context of the plan's hard clearance condition and the distance it requires
+/// from the robot's centre, taking the largest over hard conditions that read a distance field.
 fn clearance_requirement(plan: &Plan, params: &[f64]) -> Option<(usize, f64)> {
     let mut found: Option<(usize, f64)> = None;
     for term in plan.terms.iter().filter(|t| t.hard && t.kind == TermKind::Condition) {
@@ -315,7 +315,7 @@ fn clearance_requirement(plan: &Plan, params: &[f64]) -> Option<(usize, f64)> {
     found
 }
 
-/// Every node under `root`, `root` included.
+/// Collects every node under `root`, `root` included.
 fn subtree(graph: &Graph, root: NodeId) -> Vec<NodeId> {
     let mut seen = vec![false; graph.nodes.len()];
     let mut stack = vec![root];
@@ -347,7 +347,7 @@ fn distance_offset(graph: &Graph, node: NodeId, params: &[f64]) -> Option<(usize
     }
 }
 
-/// The value of a node that reads only constants and parameters.
+/// Evaluates a node that reads only constants and parameters.
 fn constant(graph: &Graph, node: NodeId, params: &[f64]) -> Option<f64> {
     match &graph.nodes[node as usize] {
         Node::Const { value } => Some(value.0),
@@ -360,8 +360,8 @@ fn constant(graph: &Graph, node: NodeId, params: &[f64]) -> Option<f64> {
     }
 }
 
-/// The target of a reach term when it is a 2-D point read from two parameters, compared with
-/// two state columns (`state − param` under the term's robustness).
+/// Extracts the target of a reach term when it is a 2-D point read from two parameters and
+/// compared with two state columns (`state − param` under the term's robustness).
 fn reach_target(plan: &Plan, scorer: &Scorer, term: usize, robustness: NodeId) -> Option<Target> {
     let graph = &plan.graph;
     let mut pairs: Vec<(usize, usize)> = Vec::new();
@@ -401,7 +401,7 @@ mod tests {
     }
 
     #[test]
-    fn a_box_lowers_the_field_around_it() {
+    fn box_edit_lowers_field() {
         let mut field = DistanceGrid { width: 5, height: 1, cell: 1.0, origin: (0.0, 0.0), values: vec![9.0; 5] };
         let edit = MapEdit { at: 0.0, label: "test".into(), center: [0.0, 0.0], shape: EditShape::Box { half: [0.5, 0.5] } };
         edit.apply_to_field(&mut field);
