@@ -304,9 +304,10 @@ fn warehouse_clearance_reads_field() {
     // Every step at (4 m, 8 m), 3 m left of the first shelf (x from 7 m to 9 m). The field
     // is linear in x there, so bilinear interpolation is exact. The robustness is that 3 m
     // less the robot's 0.3 m radius and the 0.2 m margin.
+    let width = plan.agents[0].states.len();
     for k in 0..=40 {
-        decision.states[k * 3] = 4.0;
-        decision.states[k * 3 + 1] = 8.0;
+        decision.states[k * width] = 4.0;
+        decision.states[k * width + 1] = 8.0;
     }
     let values = evaluate_nodes(&plan, &decision.inputs());
     let clearance = plan.terms.iter().find(|t| t.name == "safety.1").and_then(|t| t.robustness).expect("safety.1 robustness");
@@ -601,9 +602,10 @@ fn distance_gradient_finite_on_cell_border_and_outside() {
     let field = warehouse_field();
     for (x, y) in [(field.origin.0 + 100.0 * field.cell, 5.0), (-1.0, 3.0), (30.0, 25.0), (field.origin.0, field.origin.1)] {
         let mut decision = random_decision(&plan, &mut Random(9));
+        let width = plan.agents[0].states.len();
         for k in 0..=40 {
-            decision.states[k * 3] = x;
-            decision.states[k * 3 + 1] = y;
+            decision.states[k * width] = x;
+            decision.states[k * width + 1] = y;
         }
         let (evaluation, gradient) = gradient(&plan, &decision.inputs());
         assert_eq!(evaluation.status, Status::Finite, "({x}, {y}): {evaluation:?}");

@@ -99,7 +99,8 @@ fn warehouse_model_with_patch_beats_baselines() {
     let (plan, dir) = warehouse();
     let target = WorldTarget::select(&plan, None).expect("a learned world");
     let spec = target.patch_spec().expect("the robot on a floor plan observes a patch");
-    assert_eq!(spec, PatchSpec::standard([0, 1, 2]));
+    // The pose is integrated from the base's forward velocity and turn rate.
+    assert_eq!(spec, PatchSpec::standard([0, 1, 2]).with_velocity([3, 4]));
     let grid = target.grid(Some(&dir)).expect("the floor plan").expect("a grid");
     let data = target.simulate(&plan, Some(&dir), 120, 0, false).expect("simulated episodes");
     let config = TrainConfig { latent: 16, hidden: 64, epochs: 8, steps_per_epoch: 40, batch: 64, ..TrainConfig::default() };
@@ -112,10 +113,11 @@ fn warehouse_model_with_patch_beats_baselines() {
     }
 }
 
-/// An untrained model of a 3-state robot whose observations carry the standard patch.
+/// An untrained model of a diff-drive robot (pose and velocities) whose observations carry
+/// the standard patch.
 fn patch_model() -> (WorldModel, Normalization) {
-    let dims = Dims { n_states: 3, n_actions: 2, latent: 8, hidden: 16, patch: Some(PatchSpec::standard([0, 1, 2])) };
-    let norm = Normalization { state_mean: vec![5.0, 5.0, 0.0], state_std: vec![3.0, 3.0, 1.0], action_mean: vec![0.0; 2], action_std: vec![1.0; 2] };
+    let dims = Dims { n_states: 5, n_actions: 2, latent: 8, hidden: 16, patch: Some(PatchSpec::standard([0, 1, 2]).with_velocity([3, 4])) };
+    let norm = Normalization { state_mean: vec![5.0, 5.0, 0.0, 0.0, 0.0], state_std: vec![3.0, 3.0, 1.0, 0.5, 1.0], action_mean: vec![0.0; 2], action_std: vec![1.0; 2] };
     (WorldModel::new(dims, &Device::Cpu, 7).expect("model"), norm)
 }
 
@@ -130,23 +132,34 @@ fn model_dynamics_cuts_the_patch_from_the_current_map() {
     let walled = Grid::from_cells(100, 100, 0.1, (0..100 * 100).map(|i| i % 100 >= 60).collect());
     let (model, norm) = patch_model();
     let dynamics = ModelDynamics::new(model, norm, 1.0, Some(&free)).expect("dynamics");
-    let state = [4.5, 5.0, 0.0];
+    let state = [4.5, 5.0, 0.0, 0.3, 0.0];
     let actions = [0.5, 0.0].repeat(5);
 
     let observation = dynamics.observe(&state);
-    assert_eq!(observation.len(), 3 + 256);
-    assert!(observation[3..].iter().all(|v| *v == 0.0), "a free map gave a blocked patch");
+    assert_eq!(observation.len(), 5 + 256);
+    assert_eq!(observation[..3], [0.0; 3], "the encoder saw the pose of a base whose pose is integrated");
+    assert!(observation[5..].iter().all(|v| *v == 0.0), "a free map gave a blocked patch");
     let before = dynamics.rollout(&state, &actions, 1, 5, 0.1).expect("rollout");
 
     // The run's map gains the wall: the next rollout must see it 1.5 m ahead (patch rows
     // 10 to 15 of 16, each 25 cm deep from 1 m behind the robot).
     dynamics.replace_grid(&walled);
     let observation = dynamics.observe(&state);
-    let blocked: usize = observation[3..].iter().filter(|v| **v == 1.0).count();
+    let blocked: usize = observation[5..].iter().filter(|v| **v == 1.0).count();
     assert_eq!(blocked, 6 * 16, "expected six blocked rows of 16 cells");
     let after = dynamics.rollout(&state, &actions, 1, 5, 0.1).expect("rollout");
-    assert_eq!(&after[..3], &state, "row 0 of a rollout is the start state");
-    assert_ne!(before[3..], after[3..], "the rollout ignored the new obstacle");
+    assert_eq!(&after[..5], &state, "row 0 of a rollout is the start state");
+    assert_ne!(before[5..], after[5..], "the rollout ignored the new obstacle");
+    // Each pose follows from the previous one and the velocities at both ends of the step.
+    for k in 1..=5 {
+        let (previous, row) = (&after[(k - 1) * 5..k * 5], &after[k * 5..(k + 1) * 5]);
+        let heading = previous[2] + 0.05 * (previous[4] + row[4]);
+        let distance = 0.05 * (previous[3] + row[3]);
+        let mid = 0.5 * (previous[2] + heading);
+        assert!((row[2] - heading).abs() < 1e-12, "heading of row {k}");
+        assert!((row[0] - previous[0] - distance * mid.cos()).abs() < 1e-12, "x of row {k}");
+        assert!((row[1] - previous[1] - distance * mid.sin()).abs() < 1e-12, "y of row {k}");
+    }
 }
 
 #[test]

@@ -332,9 +332,10 @@ fn episodes_stay_in_the_room_and_within_action_bounds() {
     let dir = scratch_dir("bounds");
     let plan = room_plan(&dir);
     let data = episodes(simulate(&plan, Some(&dir), &options(11)).unwrap());
-    assert_eq!(data.states.len(), 6 * 41 * 3);
+    // x, y, heading, forward velocity, turn rate.
+    assert_eq!(data.states.len(), 6 * 41 * 5);
     assert_eq!(data.actions.len(), 6 * 40 * 2);
-    for row in data.states.chunks(3) {
+    for row in data.states.chunks(5) {
         // The base of radius 0.2 m stays inside the 6 m × 4 m walls, allowing 2 cm of
         // contact penetration.
         assert!(

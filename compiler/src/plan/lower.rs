@@ -743,11 +743,13 @@ impl<'a> Lowering<'a> {
             c.upper = upper.map(Num::new);
         }
         self.scope.pop();
-        // The `start` parameter gives the initial state, in declaration order.
+        // The `start` parameter gives the leading states in declaration order; states after
+        // it (velocities a model adds to its pose) start at zero, at rest.
         if let Some((_, start)) = members.iter().find(|(n, _)| n == "start") {
             let values = self.constant_parts(start);
-            if values.len() == states.len() {
-                for (s, v) in states.iter_mut().zip(values) {
+            if !values.is_empty() && values.len() <= states.len() {
+                let rest = std::iter::repeat(0.0);
+                for (s, v) in states.iter_mut().zip(values.into_iter().chain(rest)) {
                     s.initial = Some(Num::new(v));
                 }
             }

@@ -223,7 +223,8 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<Meta, CheckpointError> {
             && patch.resolution.is_finite()
             && patch.resolution > 0.0
             && patch.behind.is_finite()
-            && patch.pose.iter().all(|&c| c < dims.n_states);
+            && patch.pose.iter().all(|&c| c < dims.n_states)
+            && patch.velocity.iter().flatten().all(|&c| c < dims.n_states);
         if !fits {
             return Err(corrupt(format!(
                 "metadata `dims` has an invalid occupancy patch {patch:?}; expected 1 to 64 cells of a positive size and pose columns below {}",

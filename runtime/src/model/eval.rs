@@ -7,10 +7,13 @@
 //! measured in units of its training standard deviation (so metres and radians weigh
 //! alike). Baselines: constant velocity (`s_{t+k} = s_t + k · (s_t − s_{t−1})`) and a linear
 //! model `s_{t+1} = A s_t + B a_t + c` fitted by least squares on the training episodes.
+//! For a mobile base whose pose is integrated (`super::kinematics`), the learned model's
+//! pose is integrated here too, as planners see it.
 
 use candle_core::{Device, Result, Tensor};
 
 use super::data::{Dataset, Normalization};
+use super::kinematics::Kinematics;
 use super::net::WorldModel;
 use super::patch::Observer;
 
@@ -240,13 +243,18 @@ pub fn evaluate(
             s0.extend_from_slice(&ep.states[t * ns..(t + 1) * ns]);
             truth.extend(target);
         }
-        let s0 = Tensor::from_vec(observer.observe(&s0), (b, observer.width()), device)?;
+        let s0_states = Tensor::from_vec(observer.observe(&s0), (b, observer.width()), device)?;
         let acts = actions
             .into_iter()
             .map(|v| Tensor::from_vec(v, (b, na), device))
             .collect::<Result<Vec<_>>>()?;
-        let predicted = model.rollout(&s0, &acts)?;
-        let last: Vec<f32> = predicted.last().expect("k ≥ 1").flatten_all()?.to_vec1()?;
+        let predicted = model.rollout(&s0_states, &acts)?;
+        let last: Vec<f32> = match observer.patch_spec().as_ref().and_then(Kinematics::of) {
+            None => predicted.last().expect("k ≥ 1").flatten_all()?.to_vec1()?,
+            Some(kinematics) => {
+                integrated_last(&kinematics, &predicted, &s0, norm, test.step)?
+            }
+        };
         let learned_err: f64 = last
             .iter()
             .zip(&truth)
@@ -259,6 +267,40 @@ pub fn evaluate(
         table.starts.push(b);
     }
     Ok(table)
+}
+
+/// The normalized last rows of `predicted` (one `[B, n_states]` tensor per step) with the
+/// pose integrated from the predicted velocities, starting at the SI states `start`.
+fn integrated_last(
+    kinematics: &Kinematics,
+    predicted: &[Tensor],
+    start: &[f32],
+    norm: &Normalization,
+    dt: f64,
+) -> Result<Vec<f32>> {
+    let ns = norm.state_mean.len();
+    let b = start.len() / ns.max(1);
+    let steps: Vec<Vec<f32>> = predicted
+        .iter()
+        .map(|t| t.flatten_all()?.to_vec1())
+        .collect::<Result<_>>()?;
+    let mut last = Vec::with_capacity(b * ns);
+    let mut rows = vec![0f64; (steps.len() + 1) * ns];
+    for i in 0..b {
+        for (c, v) in rows[..ns].iter_mut().enumerate() {
+            *v = f64::from(start[i * ns + c]);
+        }
+        for (k, step) in steps.iter().enumerate() {
+            let si = norm.unstate(&step[i * ns..(i + 1) * ns]);
+            for (c, v) in rows[(k + 1) * ns..(k + 2) * ns].iter_mut().enumerate() {
+                *v = f64::from(si[c]);
+            }
+        }
+        kinematics.integrate(&mut rows, ns, dt);
+        let final_row: Vec<f32> = rows[steps.len() * ns..].iter().map(|&v| v as f32).collect();
+        last.extend(norm.state(&final_row));
+    }
+    Ok(last)
 }
 
 /// Effective rank of the latent embeddings of `observations` (`[B, n_obs]`): `exp(H)` where

@@ -11,6 +11,7 @@ mod cache;
 mod checkpoint;
 mod data;
 mod eval;
+mod kinematics;
 mod net;
 mod patch;
 mod rollout;
@@ -27,6 +28,7 @@ pub use data::{Dataset, Episode, Normalization};
 pub use eval::{
     EvalTable, HORIZONS, LinearModel, effective_rank, evaluate, surprise, surprise_threshold,
 };
+pub use kinematics::Kinematics;
 pub use net::{Dims, LATENT_BOUND, WorldModel};
 pub use patch::{Observer, PatchSampler, PatchSpec};
 pub use rollout::{Affine, Batch, CHUNK, Isa, Rollout};

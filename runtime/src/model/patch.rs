@@ -50,6 +50,11 @@ pub struct PatchSpec {
     pub behind: f64,
     /// Columns of `x`, `y` (metres) and `heading` (radians) in the state.
     pub pose: [usize; 3],
+    /// Columns of the base's forward velocity (m/s) and turn rate (rad/s), when the state
+    /// holds them. Then the encoder does not see the pose and rollouts integrate it from the
+    /// predicted velocities (`super::kinematics`).
+    #[serde(default)]
+    pub velocity: Option<[usize; 2]>,
 }
 
 impl PatchSpec {
@@ -61,6 +66,16 @@ impl PatchSpec {
             resolution: 0.25,
             behind: 1.0,
             pose,
+            velocity: None,
+        }
+    }
+
+    /// The same patch for a state that also holds the base's velocities in columns
+    /// `velocity` (forward, turn).
+    pub fn with_velocity(self, velocity: [usize; 2]) -> PatchSpec {
+        PatchSpec {
+            velocity: Some(velocity),
+            ..self
         }
     }
 
@@ -185,7 +200,8 @@ impl PatchSampler {
     }
 }
 
-/// Builds encoder inputs `[normalized state, patch]` from states in SI units.
+/// Builds encoder inputs `[normalized state, patch]` from states in SI units; for a base
+/// with velocities in its state ([`PatchSpec::velocity`]), the pose entries are zero.
 #[derive(Clone, Debug)]
 pub struct Observer {
     pub normalization: Normalization,
@@ -233,6 +249,12 @@ impl Observer {
             }
             if let Some(patches) = &self.patches {
                 patches.sample(patches.pose_of(state), &mut out[ns..]);
+                // A base whose pose is integrated is seen only through its surroundings.
+                if patches.spec.velocity.is_some() {
+                    for c in patches.spec.pose {
+                        out[c] = 0.0;
+                    }
+                }
             }
         };
         // Patches are worth spreading over threads; a normalized state alone is not.

@@ -33,7 +33,7 @@ use crate::scenario::{
 pub const DEFAULT_EPISODES: usize = 100;
 
 /// Version of the hashed description below; bump it when that description changes shape.
-const HASH_SCHEME: u32 = 2;
+const HASH_SCHEME: u32 = 3;
 
 /// Errors of training or loading a plan's world model.
 #[derive(Debug, thiserror::Error)]
@@ -204,12 +204,18 @@ impl<'a> WorldTarget<'a> {
     }
 
     /// Returns the patch the world's observations carry: the standard one when the agent
-    /// has `x`, `y` and `heading` states and the world names an `image` or `map` context.
+    /// has `x`, `y` and `heading` states and the world names an `image` or `map` context,
+    /// with the pose integrated from `forward_velocity` and `turn_velocity` states when the
+    /// agent has both.
     pub fn patch_spec(&self) -> Option<PatchSpec> {
         let column = |name: &str| self.agent.states.iter().position(|c| c.name == name);
         let pose = [column("x")?, column("y")?, column("heading")?];
         self.map?;
-        Some(PatchSpec::standard(pose))
+        let spec = PatchSpec::standard(pose);
+        Some(match (column("forward_velocity"), column("turn_velocity")) {
+            (Some(forward), Some(turn)) => spec.with_velocity([forward, turn]),
+            _ => spec,
+        })
     }
 
     /// Loads the occupancy grid the patch is cut from ([`WorldTarget::map`]); `None` when

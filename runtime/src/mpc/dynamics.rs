@@ -4,7 +4,9 @@
 //! Two implementations exist. [`ModelDynamics`] runs the learned world model (encode, then
 //! predict and probe at every step) and denormalizes its output to SI units. Its encoder
 //! reads the state and, for a robot on a map, an occupancy patch cut from the map it holds,
-//! which [`ModelDynamics::replace_grid`] swaps when the map changes during a run.
+//! which [`ModelDynamics::replace_grid`] swaps when the map changes during a run. For a
+//! mobile base whose state holds its velocities, the pose in the rollout is integrated from
+//! the predicted velocities ([`Kinematics`]).
 //! [`SimulatorDynamics`] runs the physics scenario itself, which is exact but much slower,
 //! for tests and for comparing the world model with the simulator in the loop.
 
@@ -17,7 +19,7 @@ use rayon::prelude::*;
 
 use super::MpcError;
 use crate::context::Grid;
-use crate::model::{Affine, Batch, Normalization, Observer, PatchSampler, Rollout, WorldModel, surprise};
+use crate::model::{Affine, Batch, Kinematics, Normalization, Observer, PatchSampler, Rollout, WorldModel, surprise};
 use crate::scenario::{
     DiffDrive, DiffDriveParams, DoubleIntegrator, DoubleIntegratorParams, Obstacle, Pendulum, PendulumParams,
     Scenario, Start, scenario_from_plan,
@@ -81,6 +83,8 @@ pub struct ModelDynamics {
     observer: RwLock<Observer>,
     /// The latest observed state and its latent; cleared when the map changes.
     latest: Mutex<Option<(Vec<f64>, Vec<f32>)>>,
+    /// For a mobile base with velocities in its state, how rollouts integrate its pose.
+    kinematics: Option<Kinematics>,
 }
 
 impl ModelDynamics {
@@ -115,7 +119,8 @@ impl ModelDynamics {
             offset: norm.action_mean.iter().zip(&norm.action_std).map(|(m, s)| -m / s).collect(),
         };
         let state_out = Affine { scale: norm.state_std.clone(), offset: norm.state_mean.clone() };
-        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer, latest: Mutex::new(None) })
+        let kinematics = model.dims.patch.as_ref().and_then(Kinematics::of);
+        Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer, latest: Mutex::new(None), kinematics })
     }
 
     /// Replaces the map that occupancy patches are cut from, for an obstacle added or
@@ -179,19 +184,35 @@ impl Dynamics for ModelDynamics {
         actions: &[f64],
         samples: usize,
         steps: usize,
-        _dt: f64,
+        dt: f64,
     ) -> Result<Vec<f64>, MpcError> {
         let start = self.start_latent(state)?;
         let batch = Batch { start: &start, actions, action_in: &self.action_in, state_out: &self.state_out, first_row: state, samples, steps };
-        Ok(self.kernel.run(&batch))
+        let mut rows = self.kernel.run(&batch);
+        if let Some(kinematics) = self.kinematics {
+            let ns = self.model.dims.n_states;
+            rows.par_chunks_mut((steps + 1) * ns).for_each(|sample| kinematics.integrate(sample, ns, dt));
+        }
+        Ok(rows)
     }
 
-    fn action_gradient(&self, state: &[f64], actions: &[f64], _dt: f64, grad_states: &[f64]) -> Option<Result<Vec<f64>, MpcError>> {
+    fn action_gradient(&self, state: &[f64], actions: &[f64], dt: f64, grad_states: &[f64]) -> Option<Result<Vec<f64>, MpcError>> {
         let start = match self.start_latent(state) {
             Ok(start) => start,
             Err(error) => return Some(Err(error)),
         };
-        Some(Ok(self.kernel.action_gradient(&start, actions, &self.action_in, &self.state_out, grad_states)))
+        let Some(kinematics) = self.kinematics else {
+            return Some(Ok(self.kernel.action_gradient(&start, actions, &self.action_in, &self.state_out, grad_states)));
+        };
+        // The energy reads integrated poses: pass their gradient on to the velocities first.
+        let ns = self.model.dims.n_states;
+        let steps = actions.len() / self.model.dims.n_actions.max(1);
+        let batch = Batch { start: &start, actions, action_in: &self.action_in, state_out: &self.state_out, first_row: state, samples: 1, steps };
+        let mut rows = self.kernel.run(&batch);
+        kinematics.integrate(&mut rows, ns, dt);
+        let mut grad = grad_states.to_vec();
+        kinematics.pull_back(&rows, &mut grad, ns, dt);
+        Some(Ok(self.kernel.action_gradient(&start, actions, &self.action_in, &self.state_out, &grad)))
     }
 
     fn surprise(&self, state: &[f64], action: &[f64], next: &[f64]) -> Option<(f64, f64)> {
@@ -230,7 +251,7 @@ impl SettableScenario for Pendulum {
 
 impl SettableScenario for DiffDrive {
     fn set_state(&mut self, state: &[f64]) {
-        self.reset_to([state[0], state[1], state[2]]);
+        self.reset_moving([state[0], state[1], state[2]], [state[3], state[4]]);
     }
 }
 

@@ -8,6 +8,11 @@
 //! slip sideways do. The commands are clamped to `max_speed` and `max_turn_rate`. Contacts
 //! with obstacles, with Coulomb friction, then change the velocity during the substep, and
 //! the controller starts from the velocity they leave.
+//!
+//! The state is the pose `(x, y, heading)` followed by the forward velocity and the turn
+//! rate the base has at the end of the step. A planner that knew only the pose would have to
+//! guess whether the base is still coasting towards a wall, and at `max_accel` below the
+//! speed limit the base needs over a second to stop.
 
 use std::sync::Arc;
 
@@ -99,6 +104,8 @@ impl DiffDrive {
                 Channel::new(format!("{name}.x"), "m"),
                 Channel::new(format!("{name}.y"), "m"),
                 Channel::new(format!("{name}.heading"), "rad"),
+                Channel::new(format!("{name}.forward_velocity"), "m/s"),
+                Channel::new(format!("{name}.turn_velocity"), "rad/s"),
             ],
             actions: vec![
                 Channel::bounded(
@@ -116,7 +123,7 @@ impl DiffDrive {
             ],
         };
         let start = params.start;
-        let (physics, body, base_collider) = build_world(&params, &obstacles, start);
+        let (physics, body, base_collider) = build_world(&params, &obstacles, start, [0.0; 2]);
         DiffDrive {
             name: name.to_string(),
             agent,
@@ -154,7 +161,14 @@ impl DiffDrive {
 
     /// Rebuilds the world with the base at `pose` `(x, y, heading)` and at rest.
     pub fn reset_to(&mut self, pose: [f64; 3]) {
-        let (physics, body, base_collider) = build_world(&self.params, &self.obstacles, pose);
+        self.reset_moving(pose, [0.0; 2]);
+    }
+
+    /// Rebuilds the world with the base at `pose` moving at `velocity`: forward speed (m/s)
+    /// and turn rate (rad/s), the last two columns of the state.
+    pub fn reset_moving(&mut self, pose: [f64; 3], velocity: [f64; 2]) {
+        let (physics, body, base_collider) =
+            build_world(&self.params, &self.obstacles, pose, velocity);
         self.physics = physics;
         self.body = body;
         self.base_collider = base_collider;
@@ -238,10 +252,16 @@ impl DiffDrive {
         }
     }
 
-    /// Resets to a random pose drawn from the seed: a free cell of the map if there is one.
+    /// Resets to a random pose drawn from the seed (a free cell of the map if there is one),
+    /// moving at a random velocity up to half of each limit, so that training data holds
+    /// the base arriving at obstacles at speed as well as starting next to them.
     pub(crate) fn reset_random(&mut self, seed: u64) -> Vec<f64> {
-        let pose = self.random_pose(&mut Rng::new(seed));
-        self.reset_to(pose);
+        let mut rng = Rng::new(seed);
+        let pose = self.random_pose(&mut rng);
+        let forward = 0.5 * self.params.max_speed;
+        let turn = 0.5 * self.params.max_turn_rate;
+        let velocity = [rng.range(-forward, forward), rng.range(-turn, turn)];
+        self.reset_moving(pose, velocity);
         self.observe()
     }
 }
@@ -250,6 +270,7 @@ fn build_world(
     params: &DiffDriveParams,
     obstacles: &[Obstacle],
     pose: [f64; 3],
+    velocity: [f64; 2],
 ) -> (Physics, RigidBodyHandle, ColliderHandle) {
     let mut physics = Physics::new();
     insert_obstacles(&mut physics, obstacles, BASE_FRICTION);
@@ -259,6 +280,12 @@ fn build_world(
     let body = RigidBodyBuilder::dynamic()
         .translation(Vector::new(pose[0] as f32, pose[1] as f32, height as f32))
         .rotation(Vector::new(0.0, 0.0, pose[2] as f32))
+        .linvel(Vector::new(
+            (velocity[0] * pose[2].cos()) as f32,
+            (velocity[0] * pose[2].sin()) as f32,
+            0.0,
+        ))
+        .angvel(Vector::new(0.0, 0.0, velocity[1] as f32))
         .locked_axes(
             LockedAxes::TRANSLATION_LOCKED_Z
                 | LockedAxes::ROTATION_LOCKED_X
@@ -295,7 +322,14 @@ impl Scenario for DiffDrive {
 
     fn observe(&self) -> Vec<f64> {
         let position = self.physics.body(self.body).translation();
-        vec![f64::from(position.x), f64::from(position.y), self.heading]
+        let (forward, turn) = self.velocity();
+        vec![
+            f64::from(position.x),
+            f64::from(position.y),
+            self.heading,
+            forward,
+            turn,
+        ]
     }
 
     fn step(&mut self, action: &[f64], dt: f64) -> Step {
