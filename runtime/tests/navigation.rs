@@ -1,17 +1,19 @@
 //! Closed-loop navigation on the mobile-robot examples: global routes around shelves and
 //! random obstacles, and an obstacle that appears mid-run.
 //!
-//! The runs plan over the physics simulator with coarse substeps and few samples, which
-//! keeps them fast in the debug profile; the energy, the plant and the goal test are the
-//! ones `basin run` uses.
+//! Most runs plan over the physics simulator with coarse substeps and few samples, which
+//! keeps them fast in the debug profile; one trains a small world model and plans over it,
+//! as `basin run` does. The energy, the plant and the goal test are the ones `basin run`
+//! uses.
 
 use std::path::{Path, PathBuf};
 
 use basin_compiler::Database;
 use basin_compiler::energy::DistanceGrid;
 use basin_compiler::plan::{CompileOptions, Plan, compile};
+use basin_runtime::model::{EnsureOptions, Overrides, Reuse, ensure_model};
 use basin_runtime::mpc::{
-    LoopOptions, MapEdit, Planner, PlannerSettings, RunResult, Scorer, goal_blocks_of, judge, refinement_map_edits, render_svg,
+    Dynamics, ModelDynamics, LoopOptions, MapEdit, Planner, PlannerSettings, RunResult, Scorer, goal_blocks_of, judge, refinement_map_edits, render_svg,
     run_closed_loop, simulator_for_plan, summarize, trace_json,
 };
 use basin_runtime::context::{Geometry, MobileBaseOptions, load_scen, load_urdf};
@@ -46,17 +48,23 @@ fn run(name: &str, samples: usize, map_edits: Vec<MapEdit>) -> Outcome {
 
 /// [`run`], stopping after `max_steps` steps; also returns the plan and the final fields.
 fn run_steps(name: &str, samples: usize, map_edits: Vec<MapEdit>, max_steps: Option<usize>) -> (Outcome, Plan, Vec<Option<DistanceGrid>>) {
+    let (plan, _) = example(name);
+    let dynamics = simulator_for_plan(&plan, Some(&example_dir(name)), Some(0.1)).unwrap();
+    run_over(name, &dynamics, samples, map_edits, max_steps)
+}
+
+/// [`run_steps`] over the given dynamics.
+fn run_over(name: &str, dynamics: &dyn Dynamics, samples: usize, map_edits: Vec<MapEdit>, max_steps: Option<usize>) -> (Outcome, Plan, Vec<Option<DistanceGrid>>) {
     let (plan, text) = example(name);
     let dir = example_dir(name);
     let fields = distance_grids(&plan, Some(&dir)).unwrap();
     let mut plant = scenario_from_plan(&plan, Some(&dir), Start::Plan).unwrap();
-    let dynamics = simulator_for_plan(&plan, Some(&dir), Some(0.1)).unwrap();
     let mut settings = PlannerSettings { seed: 1, ..PlannerSettings::from_plan(&plan).unwrap() }.with_budget(Some(samples), Some(1));
     settings.gradient_steps = 0;
     let mut planner = Planner::new(&plan, settings).unwrap();
     let mut scorer = Scorer::new(plan.clone(), fields);
     let options = LoopOptions { seed: 0, goal_blocks: goal_blocks_of(&text), map_edits, max_steps, ..LoopOptions::default() };
-    let result = run_closed_loop(&mut scorer, &mut plant as &mut dyn Scenario, &dynamics, &mut planner, &options, &mut |_| {}).unwrap();
+    let result = run_closed_loop(&mut scorer, &mut plant as &mut dyn Scenario, dynamics, &mut planner, &options, &mut |_| {}).unwrap();
     let actions: Vec<Vec<f64>> = result.records.iter().map(|r| r.action.clone()).collect();
     let (evaluation, robustness) = judge(&plan, &scorer.params, &scorer.fields, &result.states, &actions).unwrap();
     let summary = summarize(&plan, &evaluation, &robustness, Some(&result));
@@ -79,13 +87,26 @@ fn assert_delivered(name: &str, outcome: &Outcome, deadline: f64) {
     assert!(!result.routes.is_empty(), "{name}: no global route was planned");
 }
 
-// FIXME (why the closed-loop tests are ignored): at these small settings (48 samples, one iteration, simulator dynamics) the
-// sampling planner on main dithers near obstacles and targets: the warehouse finishes in
-// about 90 s and grazes a shelf. With the planner's multi-scale sampling noise (under
-// review on the control branch) the warehouse finishes in 38.3 s and the stray pallet run
-// in 40.7 s, both without collision; remove the `ignore` when that lands.
+/// The warehouse over a world model trained here on fewer episodes and epochs than the
+/// example asks for, with a quarter of its samples: `basin run`'s own path.
 #[test]
-#[ignore = "needs the multi-scale sampling noise of the planner; run with --ignored"]
+fn warehouse_meets_its_goal_over_a_learned_model() {
+    let (plan, _) = example("warehouse");
+    let scratch = std::env::temp_dir().join(format!("basin-navigation-model-{}", std::process::id()));
+    let options = EnsureOptions {
+        checkpoint: Some(scratch.join("warehouse.safetensors")),
+        overrides: Overrides { episodes: Some(200), epochs: Some(10) },
+        reuse: Reuse::Never,
+        ..EnsureOptions::default()
+    };
+    let ensured = ensure_model(&plan, &example_dir("warehouse"), &options).expect("a trained model");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let dynamics = ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, ensured.grid.as_ref()).expect("model dynamics");
+    let (outcome, _, _) = run_over("warehouse", &dynamics, 256, Vec::new(), None);
+    assert_delivered("warehouse over the learned model", &outcome, 0.8 * 62.0);
+}
+
+#[test]
 fn warehouse_picks_and_drops_before_the_deadline() {
     let outcome = run("warehouse", 48, Vec::new());
     assert_delivered("warehouse", &outcome, 0.8 * 62.0);
@@ -132,7 +153,6 @@ fn a_map_update_reaches_the_field_the_route_and_the_trace() {
 }
 
 #[test]
-#[ignore = "needs the multi-scale sampling noise of the planner; run with --ignored"]
 fn stray_pallet_appears_and_the_robot_goes_around_it() {
     let (plan, _) = example("warehouse");
     let edits = refinement_map_edits(&plan, "stray pallet").unwrap();
@@ -161,12 +181,7 @@ fn stray_pallet_appears_and_the_robot_goes_around_it() {
 }
 
 #[test]
-#[ignore = "needs the multi-scale sampling noise of the planner; run with --ignored"]
 fn warehouse_grid_goes_there_and_back_between_random_obstacles() {
-    // FIXME: even with the multi-scale noise this run meets its goal only at 65.7 s (deadline
-    // 46.6 s) and comes 4 cm inside its clearance while it turns onto the drop site: the
-    // Husky's fast turns (3.5 rad/s) and rollouts that start at rest make the final 10 cm
-    // hard for 48 samples.
     let outcome = run("warehouse-grid", 48, Vec::new());
     assert_delivered("warehouse-grid", &outcome, 0.8 * (2.0 * 5.8284 * 2.5 / 0.5));
 }
