@@ -5,13 +5,23 @@
 //! `-o` names another path, with the evaluation report beside it as `CHECKPOINT.eval.txt`.
 //! A checkpoint that already fits the plan and the requested settings is reused, so running
 //! the command twice trains once; `--retrain` trains anyway.
+//!
+//! A world that learns from a design (`from simulate(DESIGN, load_test(…))`) is a surrogate
+//! of the design's scenario: the command simulates the world block's `samples` random
+//! designs, trains the surrogate `basin run` would train, and prints its held-out error.
+//! Its checkpoint is `.basin/SPEC.WORLD.surrogate.safetensors`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use basin_compiler::diagnostics;
-use basin_runtime::model::{EnsureOptions, Origin, Overrides, Reuse, ensure_model, open_device};
+use anyhow::Context as _;
+use basin_compiler::plan::Plan;
+use basin_runtime::model::{
+    EnsureOptions, Origin, Overrides, Reuse, Surrogate, SurrogateOrigin, SurrogateTarget,
+    ensure_model, ensure_surrogate, open_device,
+};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceArg {
@@ -80,6 +90,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
 
+    if plan.agents.is_empty()
+        && let Some(target) = SurrogateTarget::select(&plan)?
+        && args.world.as_deref().is_none_or(|w| w == target.world.name)
+    {
+        return train_surrogate(&plan, &target, &spec_dir, &args);
+    }
+
     let options = EnsureOptions {
         checkpoint: args.output,
         world: args.world,
@@ -105,6 +122,50 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             "`{}` already fits this plan, so it was reused; pass `--retrain` to train again",
             ensured.path.display()
         ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Trains (or reuses) the surrogate of a design problem's scenario and prints what it is.
+fn train_surrogate(
+    plan: &Plan,
+    target: &SurrogateTarget<'_>,
+    spec_dir: &std::path::Path,
+    args: &TrainArgs,
+) -> anyhow::Result<ExitCode> {
+    let world = &target.world.name;
+    let unused = [
+        (args.data.is_some(), "--data"),
+        (args.episodes.is_some(), "--episodes"),
+        (args.epochs.is_some(), "--epochs"),
+        (args.device == DeviceArg::Cuda, "--device cuda"),
+    ];
+    if let Some((_, flag)) = unused.iter().find(|(given, _)| *given) {
+        anyhow::bail!(
+            "`{flag}` does not apply to world `{world}`, which learns a surrogate of design `{}`; try setting `samples` and `epochs` in its world block instead",
+            target.design.name
+        );
+    }
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| target.default_checkpoint(plan, spec_dir));
+    if args.retrain && path.exists() {
+        // Only a readable surrogate is replaced, so a wrong `-o` never deletes another file.
+        Surrogate::load(&path, target)
+            .with_context(|| format!("`{}` is not a surrogate checkpoint; not replacing it", path.display()))?;
+        std::fs::remove_file(&path).with_context(|| format!("cannot replace `{}`", path.display()))?;
+    }
+    let (surrogate, origin) = ensure_surrogate(plan, target, &path, None)
+        .context("cannot train the surrogate of the design scenario")?;
+    println!("surrogate `{world}` of design `{}`", target.design.name);
+    println!("{}", surrogate.describe());
+    match origin {
+        SurrogateOrigin::Loaded(p) => eprintln!(
+            "`{}` already fits this plan, so it was reused; pass `--retrain` to train again",
+            p.display()
+        ),
+        _ => eprintln!("wrote `{}`", path.display()),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `basin train` through the real binary: training the example specs with small settings,
 //! reusing a checkpoint that fits, rejecting corrupt, truncated and non-finite checkpoints,
-//! checking `--data` files against the plan, and `--device cuda` in a build without CUDA.
+//! checking `--data` files against the plan, `--device cuda` in a build without CUDA, and
+//! the surrogate of a design world.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -336,4 +337,36 @@ fn cuda_without_feature_is_error() {
         !dir.join(".basin").exists(),
         "work started before the device check"
     );
+}
+
+/// A design world trains the surrogate `basin run` uses, reuses it, retrains on request,
+/// and refuses the flags of agent worlds.
+#[test]
+fn design_world_trains_its_surrogate() {
+    let dir = fixture("chair", "surrogate");
+    let spec = dir.join("chair.basin");
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    let small = text.replace("samples: 2000, epochs: 1500", "samples: 40, epochs: 20");
+    assert_ne!(small, text, "the chair's world block changed; update this test");
+    std::fs::write(&spec, small).expect("write spec");
+
+    let first = basin(&dir, &["train", "chair.basin"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(first.stdout.contains("surrogate `stability` of design `chair`"), "{}", first.stdout);
+    assert!(first.stdout.contains("40 simulated designs (8 held out)"), "{}", first.stdout);
+    let checkpoint = dir.join(".basin/chair.stability.surrogate.safetensors");
+    assert!(checkpoint.is_file(), "no surrogate at {}", checkpoint.display());
+
+    let second = basin(&dir, &["train", "chair.basin"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(second.stderr.contains("already fits this plan"), "{}", second.stderr);
+
+    let again = basin(&dir, &["train", "chair.basin", "--retrain"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("wrote"), "{}", again.stderr);
+
+    let flag = basin(&dir, &["train", "chair.basin", "--episodes", "10"]);
+    assert_eq!(flag.code, 1, "{}", flag.stderr);
+    assert!(flag.stderr.contains("`--episodes` does not apply to world `stability`"), "{}", flag.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
 }
