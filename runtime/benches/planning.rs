@@ -81,6 +81,7 @@ fn rollout() {
                 latent: 32,
                 hidden: 128,
                 patch: None,
+                angle: None,
             },
         ),
         (
@@ -91,6 +92,7 @@ fn rollout() {
                 latent: 32,
                 hidden: 64,
                 patch: None,
+                angle: None,
             },
         ),
         (
@@ -101,6 +103,7 @@ fn rollout() {
                 latent: 8,
                 hidden: 32,
                 patch: None,
+                angle: None,
             },
         ),
     ] {

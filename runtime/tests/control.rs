@@ -1,18 +1,19 @@
 //! Closed-loop checks of the double-integrator and pendulum examples: the planner drives the
 //! rapier plant to each example's goal.
 //!
-//! The planner rolls out the physics scenario itself (`SimulatorDynamics`) with one physics
-//! substep per control step, not the learned world model: training a model takes minutes, far
-//! beyond a test's budget in the debug profile. The plant keeps its fine substeps, so the
-//! coarse rollouts differ slightly from what the plant does, and the closed loop has to
-//! absorb that as it would a model's error.
+//! Most runs roll out the physics scenario itself (`SimulatorDynamics`) with a few physics
+//! substeps per control step. The plant keeps its fine substeps, so the coarse rollouts
+//! differ slightly from what the plant does, and the closed loop has to absorb that as it
+//! would a model's error. The pendulum also swings up over a world model trained here with
+//! fewer episodes and epochs than its world block asks for, as `basin run` plans.
 
 use std::path::Path;
 
 use basin_compiler::Database;
 use basin_compiler::plan::{CompileOptions, Plan, compile};
+use basin_runtime::model::{EnsureOptions, Overrides, Reuse, ensure_model};
 use basin_runtime::mpc::{
-    LoopOptions, Planner, PlannerSettings, RunResult, Scorer, goal_blocks_of, run_closed_loop,
+    Dynamics, LoopOptions, ModelDynamics, Planner, PlannerSettings, RunResult, Scorer, goal_blocks_of, run_closed_loop,
     simulator_for_plan,
 };
 use basin_runtime::scenario::{Scenario, Start, scenario_from_plan};
@@ -48,8 +49,13 @@ fn example(name: &str, edits: &[(&str, &str)]) -> (Plan, String) {
 /// `iterations` iterations per step, for at most `time_limit` simulated seconds.
 fn run(plan: &Plan, text: &str, samples: usize, iterations: usize, time_limit: f64) -> RunResult {
     let step = plan.horizon.as_ref().expect("a plan block").step.0;
-    let mut plant = scenario_from_plan(plan, None, Start::Plan).expect("plant");
     let dynamics = simulator_for_plan(plan, None, Some(step / 5.0)).expect("simulator dynamics");
+    run_over(plan, text, &dynamics, samples, iterations, time_limit)
+}
+
+/// [`run`] over the given dynamics.
+fn run_over(plan: &Plan, text: &str, dynamics: &dyn Dynamics, samples: usize, iterations: usize, time_limit: f64) -> RunResult {
+    let mut plant = scenario_from_plan(plan, None, Start::Plan).expect("plant");
     let settings = PlannerSettings::from_plan(plan)
         .expect("solver settings")
         .with_budget(Some(samples), Some(iterations));
@@ -65,7 +71,7 @@ fn run(plan: &Plan, text: &str, samples: usize, iterations: usize, time_limit: f
     run_closed_loop(
         &mut scorer,
         &mut plant as &mut dyn Scenario,
-        &dynamics,
+        dynamics,
         &mut planner,
         &options,
         &mut |_| {},
@@ -152,5 +158,39 @@ fn pendulum_swings_up_and_holds_upright() {
             r.action[0],
             r.time
         );
+    }
+}
+
+/// Trains the example's world model with `episodes` and `epochs` into a scratch folder.
+fn learned(name: &str, plan: &Plan, episodes: usize, epochs: usize) -> ModelDynamics {
+    let scratch = std::env::temp_dir().join(format!("basin-control-{name}-{}", std::process::id()));
+    let options = EnsureOptions {
+        checkpoint: Some(scratch.join("model.safetensors")),
+        overrides: Overrides { episodes: Some(episodes), epochs: Some(epochs) },
+        reuse: Reuse::Never,
+        ..EnsureOptions::default()
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples").join(name);
+    let ensured = ensure_model(plan, &dir, &options).expect("a trained model");
+    let _ = std::fs::remove_dir_all(&scratch);
+    ModelDynamics::new(ensured.model, ensured.meta.normalization, ensured.meta.surprise_threshold, None).expect("model dynamics")
+}
+
+/// The learned model integrates the pendulum's angle from its rate and reads it as sine and
+/// cosine, so going over the top leaves no training range behind.
+#[test]
+fn pendulum_swings_up_over_a_learned_model() {
+    let (plan, text) = example("pendulum", &[]);
+    let dynamics = learned("pendulum", &plan, 300, 20);
+    assert_eq!(dynamics.model.dims.angle, Some([0, 1]), "the pendulum's angle is not integrated");
+    let result = run_over(&plan, &text, &dynamics, 1024, 2, 15.0);
+    let Some(time) = result.goal_time else {
+        panic!("the pendulum did not swing up and hold within 15 s over the learned model:\n{}", describe(&result));
+    };
+    eprintln!("upright and held after {time:.2} s over the learned model");
+    let held = (2.0 / result.step).round() as usize;
+    for state in &result.states[result.states.len() - 1 - held..] {
+        let off = state[0].sin().atan2(-state[0].cos()).abs().to_degrees();
+        assert!(off <= 10.0, "the goal held at {time} s, yet the angle was {off:.1} deg from upright in the last 2 s");
     }
 }

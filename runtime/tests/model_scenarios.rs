@@ -26,7 +26,7 @@ const LINEAR_TOLERANCE: f64 = 0.005;
 
 /// Trains on 80% of `data` and returns the evaluation table on the held-out 20%.
 fn evaluation(data: &Dataset, config: &TrainConfig, patches: Option<PatchSampler>) -> EvalTable {
-    let trained = model::train_model(data, config, patches, "test".into(), &Device::Cpu, false).expect("training");
+    let trained = model::train_model(data, config, patches, None, "test".into(), &Device::Cpu, false).expect("training");
     let table = trained.meta.evaluation.expect("an evaluation table");
     println!("{}", table.render());
     table
@@ -116,7 +116,7 @@ fn warehouse_model_with_patch_beats_baselines() {
 /// An untrained model of a diff-drive robot (pose and velocities) whose observations carry
 /// the standard patch.
 fn patch_model() -> (WorldModel, Normalization) {
-    let dims = Dims { n_states: 5, n_actions: 2, latent: 8, hidden: 16, patch: Some(PatchSpec::standard([0, 1, 2]).with_velocity([3, 4])) };
+    let dims = Dims { n_states: 5, n_actions: 2, latent: 8, hidden: 16, patch: Some(PatchSpec::standard([0, 1, 2]).with_velocity([3, 4])), angle: None };
     let norm = Normalization { state_mean: vec![5.0, 5.0, 0.0, 0.0, 0.0], state_std: vec![3.0, 3.0, 1.0, 0.5, 1.0], action_mean: vec![0.0; 2], action_std: vec![1.0; 2] };
     (WorldModel::new(dims, &Device::Cpu, 7).expect("model"), norm)
 }

@@ -167,6 +167,7 @@ fn kernel_matches_candle_rollout() {
                 latent: 8,
                 hidden: 16,
                 patch: None,
+                angle: None,
             },
             samples: 70,
             steps: 6,
@@ -181,6 +182,7 @@ fn kernel_matches_candle_rollout() {
                 latent: 13,
                 hidden: 23,
                 patch: None,
+                angle: None,
             },
             samples: 3,
             steps: 4,
@@ -195,6 +197,7 @@ fn kernel_matches_candle_rollout() {
                 latent: 8,
                 hidden: 12,
                 patch: None,
+                angle: None,
             },
             samples: 40,
             steps: 5,
@@ -217,6 +220,7 @@ fn kernel_propagates_nan_actions() {
         latent: 8,
         hidden: 16,
         patch: None,
+        angle: None,
     };
     let model = random_model(dims, 13, 1.0);
     let (samples, steps) = (4, 5);
@@ -262,6 +266,7 @@ fn action_gradient_matches_differences() {
         latent: 6,
         hidden: 10,
         patch: None,
+        angle: None,
     };
     let (ns, na, steps) = (dims.n_states, dims.n_actions, 5);
     let model = random_model(dims, 3, 1.0);
@@ -351,6 +356,7 @@ fn double_integrator_dynamics() -> ModelDynamics {
         latent: 6,
         hidden: 12,
         patch: None,
+        angle: None,
     };
     let normalization = Normalization {
         state_mean: vec![4.0, 1.0],

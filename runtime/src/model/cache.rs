@@ -111,6 +111,9 @@ impl Trained {
                 a = p.cells as f64 * p.resolution - p.behind,
                 b = p.behind,
             )),
+            None if self.meta.dims.angle.is_some() => out.push_str(
+                "observations: state, with its angle read as sine and cosine and integrated from its rate\n\n",
+            ),
             None => out.push_str("observations: state only\n\n"),
         }
         out.push_str(&render_evaluation(&self.meta));
@@ -159,6 +162,7 @@ pub fn train_model(
     data: &Dataset,
     config: &TrainConfig,
     patches: Option<PatchSampler>,
+    angle: Option<[usize; 2]>,
     plan_hash: String,
     device: &Device,
     progress: bool,
@@ -181,14 +185,14 @@ pub fn train_model(
             config.horizon
         )));
     }
-    let observer = Observer::new(Normalization::fit(&train_data), patches);
+    let observer = Observer::new(Normalization::fit(&train_data), patches).with_angle(angle);
 
     let bar = epoch_bar(config.epochs, progress);
     let started = Instant::now();
     let prepared = Prepared::new(&train_data, &observer);
     let observe_seconds = started.elapsed().as_secs_f64();
     let (model, losses) =
-        train_prepared(&prepared, observer.patch_spec(), config, device, |_, l| {
+        train_prepared(&prepared, &observer, config, device, |_, l| {
             bar.set_message(format!(
                 "total {:.4}  prediction {:.4}  variance {:.4}  covariance {:.4}  probe {:.4}",
                 l.total, l.prediction, l.variance, l.covariance, l.probe
@@ -474,6 +478,7 @@ pub fn ensure_model(
         &data,
         &settings.config,
         patches,
+        settings.angle,
         plan_hash,
         &options.device,
         options.progress,

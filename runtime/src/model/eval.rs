@@ -249,7 +249,7 @@ pub fn evaluate(
             .map(|v| Tensor::from_vec(v, (b, na), device))
             .collect::<Result<Vec<_>>>()?;
         let predicted = model.rollout(&s0_states, &acts)?;
-        let last: Vec<f32> = match observer.patch_spec().as_ref().and_then(Kinematics::of) {
+        let last: Vec<f32> = match Kinematics::of(&model.dims) {
             None => predicted.last().expect("k ≥ 1").flatten_all()?.to_vec1()?,
             Some(kinematics) => {
                 integrated_last(&kinematics, &predicted, &s0, norm, test.step)?

@@ -1,4 +1,5 @@
-//! The pose of a mobile base, integrated from the velocities the world model predicts.
+//! States integrated from the rates the world model predicts: the pose of a mobile base
+//! and a periodic angle.
 //!
 //! A network that predicts a base's absolute position has to learn `x' = x + v cos θ · dt`
 //! across the whole map, from data where one step moves the base by a few hundredths of
@@ -20,33 +21,51 @@
 //! trapezoidal rule is exact, so the remaining error is where a step starts or stops a
 //! ramp or meets an obstacle. The model is the same anywhere on the map and at any heading,
 //! which lets a few hundred episodes cover it.
+//!
+//! A periodic angle with its rate beside it (a pendulum's `angle` and `angular_velocity`)
+//! is handled alike: the encoder reads its sine and cosine (`super::patch::Observer`), so a
+//! pendulum that has swung over the top three times looks as it did after the first, and the
+//! angle follows from the predicted rate by the same rule, `θ_{k+1} = θ_k + dt (ω_k +
+//! ω_{k+1}) / 2`. A network that read the raw angle would see values past any it trained
+//! on once the pendulum kept turning.
 
-use super::patch::PatchSpec;
+use super::net::Dims;
 
-/// Where the pose and the velocities that move it are in the state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which states rollouts integrate, and from which rates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Kinematics {
-    /// Columns of `x`, `y` (metres) and `heading` (radians).
-    pub pose: [usize; 3],
-    /// Columns of the forward velocity (m/s) and the turn rate (rad/s).
-    pub velocity: [usize; 2],
+    /// Columns of `x`, `y` (metres) and `heading` (radians), and of the forward velocity
+    /// (m/s) and turn rate (rad/s) that move them.
+    pub base: Option<([usize; 3], [usize; 2])>,
+    /// Columns of a periodic angle and its rate.
+    pub angle: Option<[usize; 2]>,
 }
 
 impl Kinematics {
-    /// The kinematics of a patch whose state also holds the base's velocities.
-    pub fn of(spec: &PatchSpec) -> Option<Kinematics> {
-        spec.velocity.map(|velocity| Kinematics {
-            pose: spec.pose,
-            velocity,
+    /// What a model with dimensions `dims` integrates; `None` when it predicts every state.
+    pub fn of(dims: &Dims) -> Option<Kinematics> {
+        let base = dims
+            .patch
+            .and_then(|spec| spec.velocity.map(|velocity| (spec.pose, velocity)));
+        (base.is_some() || dims.angle.is_some()).then_some(Kinematics {
+            base,
+            angle: dims.angle,
         })
     }
 
-    /// Overwrites the pose columns of rows `1..` of `rows` (`[steps + 1, n_states]`, SI
-    /// units) by integrating the velocity columns from row 0's pose.
+    /// Overwrites the integrated columns of rows `1..` of `rows` (`[steps + 1, n_states]`,
+    /// SI units) by integrating their rates from row 0.
     pub fn integrate(&self, rows: &mut [f64], n_states: usize, dt: f64) {
-        let [cx, cy, ch] = self.pose;
-        let [cv, cw] = self.velocity;
         let steps = rows.len() / n_states.max(1);
+        if let Some([ca, cr]) = self.angle {
+            for k in 1..steps {
+                let (previous, row) = (rows[(k - 1) * n_states..k * n_states].to_vec(), k * n_states);
+                rows[row + ca] = previous[ca] + 0.5 * dt * (previous[cr] + rows[row + cr]);
+            }
+        }
+        let Some(([cx, cy, ch], [cv, cw])) = self.base else {
+            return;
+        };
         for k in 1..steps {
             let (before, after) = rows.split_at_mut(k * n_states);
             let previous = &before[(k - 1) * n_states..];
@@ -66,9 +85,19 @@ impl Kinematics {
     /// themselves integrated) and end up zero, since the network's pose outputs are not
     /// used. Row 0 is the observed state and keeps its entries.
     pub fn pull_back(&self, rows: &[f64], grad: &mut [f64], n_states: usize, dt: f64) {
-        let [cx, cy, ch] = self.pose;
-        let [cv, cw] = self.velocity;
         let steps = rows.len() / n_states.max(1);
+        if let Some([ca, cr]) = self.angle {
+            for k in (1..steps).rev() {
+                let g = grad[k * n_states + ca];
+                grad[(k - 1) * n_states + ca] += g;
+                grad[(k - 1) * n_states + cr] += 0.5 * dt * g;
+                grad[k * n_states + cr] += 0.5 * dt * g;
+                grad[k * n_states + ca] = 0.0;
+            }
+        }
+        let Some(([cx, cy, ch], [cv, cw])) = self.base else {
+            return;
+        };
         for k in (1..steps).rev() {
             let previous = &rows[(k - 1) * n_states..k * n_states];
             let row = &rows[k * n_states..(k + 1) * n_states];
@@ -99,9 +128,31 @@ mod tests {
     use super::*;
 
     const BASE: Kinematics = Kinematics {
-        pose: [0, 1, 2],
-        velocity: [3, 4],
+        base: Some(([0, 1, 2], [3, 4])),
+        angle: None,
     };
+    /// A pendulum's `[angle, angular_velocity]`.
+    const SWING: Kinematics = Kinematics {
+        base: None,
+        angle: Some([0, 1]),
+    };
+
+    #[test]
+    fn angle_follows_its_rate_past_a_full_turn() {
+        // A rate rising linearly from 0 to 10 rad/s over 1 s turns the angle by 5 rad.
+        let mut rows: Vec<f64> = (0..=10).flat_map(|k| [if k == 0 { 3.0 } else { -99.0 }, k as f64]).collect();
+        SWING.integrate(&mut rows, 2, 0.1);
+        assert!((rows[20] - 8.0).abs() < 1e-12, "angle {}", rows[20]);
+        let mut grad = vec![0.0; rows.len()];
+        grad[20] = 1.0;
+        SWING.pull_back(&rows, &mut grad, 2, 0.1);
+        // dθ_10/dω_k is dt for the inner rates and dt/2 at both ends.
+        for k in 1..=10 {
+            let expected = if k == 10 { 0.05 } else { 0.1 };
+            assert!((grad[2 * k + 1] - expected).abs() < 1e-12, "rate {k}: {}", grad[2 * k + 1]);
+            assert_eq!(grad[2 * k], 0.0, "angle {k} kept its gradient");
+        }
+    }
 
     /// Rows `[x, y, heading, v, ω]` with the given velocities and a zero pose after row 0.
     fn rows(start: [f64; 3], velocities: &[[f64; 2]]) -> Vec<f64> {

@@ -1,8 +1,9 @@
 //! The networks of the world model.
 //!
 //! - encoder `E`: observation `[B, n_obs]` → latent `[B, L]`, where an observation is the
-//!   normalized state followed by the occupancy patch, if any (`super::patch`), so
-//!   `n_obs = n_states + patch cells`;
+//!   normalized state, the sine and cosine of a periodic angle if the state has one, and
+//!   the occupancy patch, if any (`super::patch`), so `n_obs = n_states + 2 + patch cells`
+//!   at most;
 //! - target encoder `Ē`: same shape, an exponential moving average of `E`, never trained
 //!   by gradients;
 //! - predictor `P`: latent `[B, L]` and normalized action `[B, n_actions]` → next latent
@@ -43,12 +44,19 @@ pub struct Dims {
     /// The egocentric occupancy patch appended to each observation; `None` for agents
     /// without a map.
     pub patch: Option<PatchSpec>,
+    /// Columns of a periodic angle and its rate (a pendulum's `angle` and
+    /// `angular_velocity`): the encoder reads the angle as its sine and cosine, appended
+    /// after the state, and rollouts integrate it from the predicted rate
+    /// (`super::kinematics`).
+    #[serde(default)]
+    pub angle: Option<[usize; 2]>,
 }
 
 impl Dims {
-    /// Values per observation, the encoder's input width: the state plus the patch.
+    /// Values per observation, the encoder's input width: the state, the sine and cosine of
+    /// the angle if any, then the patch.
     pub fn n_obs(&self) -> usize {
-        self.n_states + self.patch.map_or(0, |p| p.len())
+        self.n_states + self.angle.map_or(0, |_| 2) + self.patch.map_or(0, |p| p.len())
     }
 }
 

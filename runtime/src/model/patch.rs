@@ -200,12 +200,15 @@ impl PatchSampler {
     }
 }
 
-/// Builds encoder inputs `[normalized state, patch]` from states in SI units; for a base
-/// with velocities in its state ([`PatchSpec::velocity`]), the pose entries are zero.
+/// Builds encoder inputs `[normalized state, sin and cos of the angle, patch]` from states
+/// in SI units; for a base with velocities in its state ([`PatchSpec::velocity`]), the pose
+/// entries are zero, and so is the entry of a periodic angle.
 #[derive(Clone, Debug)]
 pub struct Observer {
     pub normalization: Normalization,
     pub patches: Option<PatchSampler>,
+    /// Columns of a periodic angle and its rate ([`super::Dims::angle`]).
+    pub angle: Option<[usize; 2]>,
 }
 
 impl Observer {
@@ -213,16 +216,28 @@ impl Observer {
         Observer {
             normalization,
             patches,
+            angle: None,
         }
+    }
+
+    /// The same observer for a state with a periodic angle and its rate in columns `angle`.
+    pub fn with_angle(self, angle: Option<[usize; 2]>) -> Observer {
+        Observer { angle, ..self }
     }
 
     pub fn n_states(&self) -> usize {
         self.normalization.state_mean.len()
     }
 
-    /// Values per observation: the state's components plus the patch's cells.
+    /// Values per observation: the state's components, the sine and cosine of the angle,
+    /// and the patch's cells.
     pub fn width(&self) -> usize {
-        self.n_states() + self.patches.as_ref().map_or(0, |p| p.spec.len())
+        self.patch_offset() + self.patches.as_ref().map_or(0, |p| p.spec.len())
+    }
+
+    /// Where the patch starts in an observation.
+    fn patch_offset(&self) -> usize {
+        self.n_states() + self.angle.map_or(0, |_| 2)
     }
 
     pub fn patch_spec(&self) -> Option<PatchSpec> {
@@ -232,7 +247,7 @@ impl Observer {
     /// Returns the observations of `states` (rows of `n_states` SI values), row-major with
     /// [`Observer::width`] values per row. Rows are computed in parallel.
     pub fn observe(&self, states: &[f32]) -> Vec<f32> {
-        let (ns, width) = (self.n_states(), self.width());
+        let (ns, width, offset) = (self.n_states(), self.width(), self.patch_offset());
         let rows = states.len() / ns.max(1);
         let mut out = vec![0.0; rows * width];
         let fill = |(row, out): (usize, &mut [f32])| {
@@ -247,8 +262,16 @@ impl Observer {
             ) {
                 *o = (v - m) / s;
             }
+            // A periodic angle is read through its sine and cosine, which do not jump when
+            // it wraps, and is integrated from its rate in rollouts.
+            if let Some([angle, _]) = self.angle {
+                let (sin, cos) = f64::from(state[angle]).sin_cos();
+                out[angle] = 0.0;
+                out[ns] = sin as f32;
+                out[ns + 1] = cos as f32;
+            }
             if let Some(patches) = &self.patches {
-                patches.sample(patches.pose_of(state), &mut out[ns..]);
+                patches.sample(patches.pose_of(state), &mut out[offset..]);
                 // A base whose pose is integrated is seen only through its surroundings.
                 if patches.spec.velocity.is_some() {
                     for c in patches.spec.pose {

@@ -36,7 +36,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use super::data::Dataset;
 use super::eval::LinearModel;
 use super::net::{Dims, WorldModel};
-use super::patch::{Observer, PatchSpec};
+use super::patch::Observer;
 
 /// The standard deviation each latent dimension is pushed to reach.
 const VARIANCE_TARGET: f64 = 0.5;
@@ -278,13 +278,14 @@ pub fn train(
     progress: impl FnMut(usize, &Losses),
 ) -> Result<(WorldModel, Losses)> {
     let prepared = Prepared::new(data, observer);
-    train_prepared(&prepared, observer.patch_spec(), cfg, device, progress)
+    train_prepared(&prepared, observer, cfg, device, progress)
 }
 
-/// Trains a model on prepared episodes whose observations carry `patch`.
+/// Trains a model on episodes prepared by `observer`, whose patch and angle the model's
+/// dimensions record.
 pub fn train_prepared(
     prepared: &Prepared,
-    patch: Option<PatchSpec>,
+    observer: &Observer,
     cfg: &TrainConfig,
     device: &Device,
     mut progress: impl FnMut(usize, &Losses),
@@ -294,7 +295,8 @@ pub fn train_prepared(
         n_actions: prepared.n_actions,
         latent: cfg.latent,
         hidden: cfg.hidden,
-        patch,
+        patch: observer.patch_spec(),
+        angle: observer.angle,
     };
     let model = WorldModel::new(dims, device, cfg.seed)?;
     model.start_from_linear(&prepared.linear_fit())?;

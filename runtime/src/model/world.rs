@@ -9,6 +9,9 @@
 //! file hash of each context the world block names, and the occupancy patch the encoder
 //! reads.
 //!
+//! A world whose agent has a periodic angle and its rate (a pendulum) learns it through the
+//! angle's sine and cosine and integrates it in rollouts ([`WorldTarget::angle_columns`]).
+//!
 //! A world learns with an egocentric occupancy patch ([`PatchSpec::standard`]) when its
 //! agent has `x`, `y` and `heading` states and the world block names an `image` or `map`
 //! context: the first such context is the map the patch is cut from, in training and when
@@ -99,6 +102,8 @@ pub struct WorldSettings {
     pub config: TrainConfig,
     /// The occupancy patch observations carry, if the agent moves on a map.
     pub patch: Option<PatchSpec>,
+    /// Columns of a periodic angle and its rate ([`WorldTarget::angle_columns`]).
+    pub angle: Option<[usize; 2]>,
 }
 
 /// A `learned` world block of a plan and the agent whose dynamics it learns.
@@ -200,6 +205,7 @@ impl<'a> WorldTarget<'a> {
             episodes,
             config,
             patch: self.patch_spec(),
+            angle: self.angle_columns(),
         })
     }
 
@@ -215,6 +221,25 @@ impl<'a> WorldTarget<'a> {
         Some(match (column("forward_velocity"), column("turn_velocity")) {
             (Some(forward), Some(turn)) => spec.with_velocity([forward, turn]),
             _ => spec,
+        })
+    }
+
+    /// Returns the columns of a periodic angle and its rate: a state `…angle` in radians with
+    /// a state `…angular_velocity` beside it, as the pendulum's `angle` and the cart-pole's
+    /// `pole_angle` have. A pose's heading is left to the patch's kinematics.
+    ///
+    /// NOTE: only the first such pair is found; a model with two swinging links would read
+    /// the second angle as a plain number.
+    pub fn angle_columns(&self) -> Option<[usize; 2]> {
+        let states = &self.agent.states;
+        states.iter().enumerate().find_map(|(i, c)| {
+            let stem = c.name.strip_suffix("angle")?;
+            if c.unit != "rad" {
+                return None;
+            }
+            let rate = format!("{stem}angular_velocity");
+            let j = states.iter().position(|r| r.name == rate)?;
+            Some([i, j])
         })
     }
 
@@ -304,6 +329,7 @@ impl<'a> WorldTarget<'a> {
                 "episodes": settings.episodes,
                 "config": config,
                 "patch": settings.patch,
+                "angle": settings.angle,
             },
             "contexts": contexts,
         });

@@ -112,14 +112,14 @@ impl ModelDynamics {
             (Some(_), None) => return Err(MpcError::NoMap),
             (None, _) => None,
         };
-        let observer = RwLock::new(Observer::new(normalization.clone(), patches));
+        let observer = RwLock::new(Observer::new(normalization.clone(), patches).with_angle(model.dims.angle));
         let kernel = Rollout::new(&model)?;
         let action_in = Affine {
             scale: norm.action_std.iter().map(|s| 1.0 / s).collect(),
             offset: norm.action_mean.iter().zip(&norm.action_std).map(|(m, s)| -m / s).collect(),
         };
         let state_out = Affine { scale: norm.state_std.clone(), offset: norm.state_mean.clone() };
-        let kinematics = model.dims.patch.as_ref().and_then(Kinematics::of);
+        let kinematics = Kinematics::of(&model.dims);
         Ok(ModelDynamics { model, normalization, surprise_threshold, kernel, action_in, state_out, observer, latest: Mutex::new(None), kinematics })
     }
 
