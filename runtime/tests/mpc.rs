@@ -5,7 +5,7 @@ use std::path::Path;
 
 use basin_compiler::Database;
 use basin_compiler::plan::{CompileOptions, Plan, compile};
-use basin_runtime::mpc::{Dynamics, Fallback, MpcError, Planner, PlannerSettings, Scorer, SolverStatus};
+use basin_runtime::mpc::{Dynamics, Fallback, MpcError, Planner, PlannerSettings, Scorer, SolverStatus, judge};
 
 fn double_integrator() -> Plan {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/double-integrator");
@@ -123,4 +123,25 @@ fn cold_start_runs_more_iterations_than_warm_start() {
         planner.shift();
     }
     assert_eq!(iterations, vec![8, 2, 8]);
+}
+
+/// A trajectory that runs along a hard bound for 300 steps has margin 0, not the
+/// `−τ ln 300` a smooth minimum over the steps would give.
+#[test]
+fn judged_margin_is_exact_along_a_bound() {
+    let source = "use std.robots.double_integrator\nagent block = double_integrator {}\nconstraint cap { always block.velocity <= 2 m/s hard }\nplan { step: 100 ms, horizon: 1 s }\n";
+    let db = Database::new();
+    let file = db.add_file("cap.basin".to_string(), source.to_string());
+    let (plan, diagnostics) = compile(&db, file, &CompileOptions::default());
+    let plan = plan.unwrap_or_else(|| panic!("the spec does not compile: {diagnostics:?}"));
+    let states: Vec<Vec<f64>> = (0..=300).map(|k| vec![0.2 * k as f64, 2.0]).collect();
+    let actions = vec![vec![0.0]; 300];
+    let params: Vec<f64> = plan.params.iter().map(|p| p.value.0).collect();
+    let (_, robustness) = judge(&plan, &params, &[], &states, &actions).expect("judged");
+    let margin = robustness[0].expect("the hard term has a robustness");
+    assert!(margin.abs() < 1e-9, "margin {margin} along the bound");
+    let faster: Vec<Vec<f64>> = states.iter().enumerate().map(|(k, s)| if k == 150 { vec![s[0], 2.03] } else { s.clone() }).collect();
+    let (_, robustness) = judge(&plan, &params, &[], &faster, &actions).expect("judged");
+    let margin = robustness[0].expect("the hard term has a robustness");
+    assert!((margin + 0.03).abs() < 1e-9, "margin {margin} with one step 3 cm/s over");
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use basin_compiler::energy::{DistanceGrid, Evaluation, Inputs, Shape, evaluate_nodes};
-use basin_compiler::plan::{Plan, TermKind};
+use basin_compiler::plan::{Node, Plan, TermKind};
 
 use super::MpcError;
 use super::closed_loop::{RunResult, shortened};
@@ -14,8 +14,8 @@ use super::closed_loop::{RunResult, shortened};
 pub struct HardMargin {
     pub term: String,
     pub source: String,
-    /// Robustness at step 0 over the whole trajectory, in the SI unit of the condition;
-    /// negative means violated.
+    /// Robustness at step 0 over the whole trajectory, in the SI unit of the condition,
+    /// with exact minima and maxima; negative means violated.
     pub margin: f64,
     pub energy: f64,
 }
@@ -53,6 +53,12 @@ impl Summary {
 /// Scores a trajectory of `states` (`L + 1` rows) and `actions` (`L` rows) as one horizon of
 /// `L` steps: the energy of every term and the robustness at step 0 of each term that has one.
 ///
+/// The energies are the plan's, smooth as the planner sees them. The robustness is exact:
+/// a smooth minimum over `N` equal values lies `τ ln N` below them, so a trajectory that
+/// runs along a bound for a few hundred steps (a robot at its speed limit) would read as
+/// violating it by several hundredths. Robustness is evaluated with every soft minimum and
+/// maximum sharpened to a hard one ([`sharpened`]).
+///
 /// # Errors
 ///
 /// Fails when the rows do not fit the plan's state and action columns.
@@ -78,10 +84,32 @@ pub fn judge(plan: &Plan, params: &[f64], fields: &[Option<DistanceGrid>], state
         flat_actions = vec![0.0; shape.n_actions];
     }
     let inputs = Inputs { time0: 0.0, states: &flat_states, actions: &flat_actions, design: &[], params, fields };
-    let nodes = evaluate_nodes(&plan, &inputs);
+    let nodes = evaluate_nodes(&sharpened(&plan), &inputs);
     let evaluation = basin_compiler::energy::evaluate(&plan, &inputs);
     let robustness = plan.terms.iter().map(|t| t.robustness.map(|r| nodes[r as usize].at(0))).collect();
     Ok((evaluation, robustness))
+}
+
+/// Temperature of the soft minima and maxima in [`sharpened`] plans: far below any margin
+/// a report prints, yet nonzero, so the log-sum-exp stays defined.
+const SHARP_TEMPERATURE: f64 = 1e-12;
+
+/// The plan with every soft minimum and maximum (`and`, `or`, `always`, `eventually`,
+/// `until`) at [`SHARP_TEMPERATURE`], so robustness nodes compute exact margins.
+fn sharpened(plan: &Plan) -> Plan {
+    let mut plan = plan.clone();
+    let sharp = basin_compiler::plan::Num::new(SHARP_TEMPERATURE);
+    for node in &mut plan.graph.nodes {
+        match node {
+            Node::SoftMin { temperature, .. }
+            | Node::SoftMax { temperature, .. }
+            | Node::Always { temperature, .. }
+            | Node::Eventually { temperature, .. }
+            | Node::Until { temperature, .. } => *temperature = sharp,
+            _ => {}
+        }
+    }
+    plan
 }
 
 /// Builds the summary of a judged trajectory, with the run's details when `run` is given.
