@@ -819,3 +819,27 @@ proptest! {
         prop_assert!(matches!(with_gradient.status, Status::NonFinite { .. }), "{:?}", with_gradient);
     }
 }
+
+/// `minimize duration` without reach clauses counts the steps before the conditions first
+/// hold, and nothing for steps after that where they fail again.
+#[test]
+fn duration_stops_at_the_first_arrival() {
+    let plan = compile_spec(&format!("{DOUBLE_INTEGRATOR}goal g {{\n    eventually b.position >= 1 m\n    minimize duration\n}}\nplan {{ step: 1 s, horizon: 8 s }}\n"));
+    let duration = plan.terms.iter().position(|t| t.source == "minimize duration").expect("a duration term");
+    let run = |positions: [f64; 9]| {
+        let mut decision = Decision::zeros(&plan);
+        for (k, x) in positions.iter().enumerate() {
+            decision.states[k * 2] = *x;
+        }
+        evaluate(&plan, &decision.inputs()).terms[duration]
+    };
+    // Arrives at step 3 and stays: steps 0, 1 and 2 count, 1 s each.
+    let stays = run([0.0, 0.3, 0.6, 1.2, 1.5, 1.5, 1.5, 1.5, 1.5]);
+    assert_close(stays, 3.0, 1e-6, "duration of a plan that arrives at step 3 and stays");
+    // Arrives at step 3, leaves at steps 5 and 6: still 3 s.
+    let wobbles = run([0.0, 0.3, 0.6, 1.2, 1.5, 0.5, 0.5, 1.5, 1.5]);
+    assert_close(wobbles, 3.0, 1e-6, "duration of a plan that arrives at step 3 and wobbles out");
+    // Never arrives within the 8 steps the sum covers.
+    let never = run([0.0; 9]);
+    assert_close(never, 8.0, 1e-6, "duration of a plan that never arrives");
+}

@@ -1538,8 +1538,28 @@ impl<'a> Lowering<'a> {
             let Some(&first) = conditions.first() else { return self.graph.constant(0.0) };
             let rho = if conditions.len() == 1 { first } else { self.graph.add(Node::SoftMin { args: conditions.to_vec(), temperature: t }) };
             let neg = self.graph.add(Node::Neg { a: rho });
-            let not_done = self.graph.add(Node::Sigmoid { a: neg, temperature: t });
-            return self.graph.add(Node::SumOver { body: not_done });
+            let Some(horizon) = self.horizon.as_ref() else {
+                let not_done = self.graph.add(Node::Sigmoid { a: neg, temperature: t });
+                return self.graph.add(Node::SumOver { body: not_done });
+            };
+            // The goal is met at the first step where its conditions hold, so step `j`
+            // counts while they failed at every step up to `j`: `always` over `[0, j]` of
+            // `−ρ`, read at step 0. Steps after a first arrival add nothing, even where the
+            // plan drifts out again; otherwise a plan that arrives early and must then hold
+            // still would pay for every wobble of the hold (`spec/energy.md` §6.4).
+            let (steps, dt) = (horizon.steps, horizon.step);
+            let mut total: Option<NodeId> = None;
+            for j in 0..steps {
+                let failing = self.graph.add(Node::Always { body: neg, from: 0, to: j, temperature: t });
+                let not_yet = self.graph.add(Node::Sigmoid { a: failing, temperature: t });
+                total = Some(match total {
+                    Some(sum) => self.graph.add(Node::Add { a: sum, b: not_yet }),
+                    None => not_yet,
+                });
+            }
+            let Some(total) = total else { return self.graph.constant(0.0) };
+            let dt = self.graph.add(Node::Const { value: dt });
+            return self.graph.add(Node::Mul { a: dt, b: total });
         }
         let phases = reaches.iter().map(|r| r.phase).max().unwrap_or(0) + 1;
         let mut per_phase = Vec::new();
