@@ -427,10 +427,20 @@ fn validate(plan: &Plan, values: &[f64], outcomes: Option<&Outcomes>) -> String 
 /// Reads design values from JSON: an object from variable name to a number in SI units or,
 /// for a discrete variable, the name of a choice.
 pub fn read_values(plan: &Plan, path: &Path) -> anyhow::Result<Vec<f64>> {
+    if plan.designs.iter().all(|d| d.variables.is_empty()) {
+        bail!(
+            "this spec has no design variables to judge `{}` against; try `--trajectory trace.json` with a trace written by `basin run --out` for a spec with agents",
+            path.display()
+        );
+    }
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("`{}` is not valid JSON", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "`{}` is not valid JSON; try an object such as {{\"NAME\": 0.02}} with every design variable in SI units",
+            path.display()
+        )
+    })?;
     let Some(object) = json.as_object() else {
         bail!(
             "`{}` must hold a JSON object from design variable names to values",
@@ -463,7 +473,7 @@ pub fn read_values(plan: &Plan, path: &Path) -> anyhow::Result<Vec<f64>> {
                 }
             }
             (Domain::Continuous { .. }, other) => bail!(
-                "`{}`: `{}` expects a number in {}, found {other}",
+                "`{}`: `{}` expects a number in {}, found {other}; try a bare JSON number in SI units, such as 0.02 for 20 mm",
                 path.display(),
                 v.name,
                 v.unit
@@ -477,6 +487,19 @@ pub fn read_values(plan: &Plan, path: &Path) -> anyhow::Result<Vec<f64>> {
         };
         if !x.is_finite() {
             bail!("`{}`: `{}` is not a finite number", path.display(), v.name);
+        }
+        if let Domain::Continuous { lower, upper } = &v.domain
+            && !(lower.0..=upper.0).contains(&x)
+        {
+            bail!(
+                "`{}`: `{}` is {x} {}, outside its range {} to {} {}; try a value within the range the spec declares",
+                path.display(),
+                v.name,
+                v.unit,
+                lower.0,
+                upper.0,
+                v.unit
+            );
         }
         values.push(x);
     }

@@ -163,7 +163,7 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("give `--trajectory trace.json` or `--design values.json`");
     };
     let text = std::fs::read_to_string(trajectory).with_context(|| format!("cannot read `{}`", trajectory.display()))?;
-    let trace: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", trajectory.display()))?;
+    let trace: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON; try a `trace.json` written by `basin run --out DIR`", trajectory.display()))?;
     let (states, actions) = read_trace(&trace).with_context(|| format!("`{}` is not a trace written by `basin run --out`", trajectory.display()))?;
     let mut fields = distance_grids(&plan, Some(&base_dir)).context("cannot load the map contexts")?;
     // Judge against the map as the run left it, with the obstacles added during the run.
@@ -186,7 +186,9 @@ pub fn judge_trajectory(args: JudgeArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let (evaluation, robustness) = judge(&plan, &params, &fields, &states, &actions)?;
+    let (evaluation, robustness) = judge(&plan, &params, &fields, &states, &actions).with_context(|| {
+        format!("`{}` does not fit this spec; try a trace that `basin run --out` wrote for this spec (or `--design` for a design problem)", trajectory.display())
+    })?;
     let summary = summarize(&plan, &evaluation, &robustness, None);
     println!("judged {} steps from `{}`", actions.len(), trajectory.display());
     print!("{}", render_summary(&summary));

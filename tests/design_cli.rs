@@ -132,5 +132,11 @@ fn chair_run_reports_validation_and_refinement_then_judge_scores_a_design() {
         !text.contains("violated: holds_weight.2"),
         "a 38 cm base holds 300 lbf:\n{text}"
     );
+
+    // A thickness of 2 m lies outside the declared range: an error naming the range.
+    std::fs::write(&values, r#"{"chair.armrest_thickness": 2, "chair.armrest_material": "abs_plastic", "chair.base_radius": 0.38}"#).unwrap();
+    let (output, text) = basin(&["judge", spec.to_str().unwrap(), "--design", values.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "output:\n{text}");
+    assert!(text.contains("`chair.armrest_thickness` is 2 m, outside its range"), "output:\n{text}");
     std::fs::remove_dir_all(&dir).ok();
 }

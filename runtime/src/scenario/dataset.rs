@@ -575,10 +575,10 @@ pub fn read_dataset(path: &Path) -> Result<(SimulatedData, String), ScenarioErro
     };
     let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
+        .map_err(|e| fail(format!("not a safetensors file ({e}); try a file written by `basin simulate`")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     let tensors = SafeTensors::deserialize(&bytes)
-        .map_err(|e| fail(format!("not a safetensors file: {e}")))?;
+        .map_err(|e| fail(format!("not a safetensors file ({e}); try a file written by `basin simulate`")))?;
     let get = |key: &str| {
         metadata
             .get(key)
