@@ -95,7 +95,7 @@ fn warehouse_meets_its_goal_over_a_learned_model() {
     let scratch = std::env::temp_dir().join(format!("basin-navigation-model-{}", std::process::id()));
     let options = EnsureOptions {
         checkpoint: Some(scratch.join("warehouse.safetensors")),
-        overrides: Overrides { episodes: Some(200), epochs: Some(10) },
+        overrides: Overrides { episodes: Some(200), epochs: Some(40) },
         reuse: Reuse::Never,
         ..EnsureOptions::default()
     };
