@@ -336,7 +336,7 @@ fn build_env(db: &dyn Db, file: SourceFile, parsed: &[(u32, &Item, &str)]) -> (E
             let mut d = Diagnostic::error(Code::UnknownImport, format!("no module `{module_path}` in the standard library"))
                 .with_label(Label::primary(span.shift(*offset), "unknown module"));
             d = match crate::names::closest(&module_path, known.iter().map(String::as_str)) {
-                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                 None => d.with_help(crate::names::try_one_of("the modules", known.iter().map(String::as_str))),
             };
             diagnostics.push(d);
@@ -359,7 +359,7 @@ fn build_env(db: &dyn Db, file: SourceFile, parsed: &[(u32, &Item, &str)]) -> (E
                     let mut d = Diagnostic::error(Code::UnknownImport, format!("module `{module_path}` has no item `{}`", n.name))
                         .with_label(Label::primary(n.span.shift(*offset), "not in this module"));
                     d = match crate::names::closest(&n.name, local.iter().copied()) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                         None => d.with_help(crate::names::try_one_of(&format!("the items of `{module_path}`"), local.iter().copied())),
                     };
                     diagnostics.push(d);

@@ -1,4 +1,4 @@
-//! Name lookup helpers: "did you mean" suggestions by edit distance.
+//! Name lookup helpers: closest-match suggestions by edit distance.
 
 /// Optimal string alignment distance (Levenshtein with adjacent transpositions), over
 /// characters.

@@ -96,7 +96,7 @@ fn check_context(c: &mut Checker<'_>, ctx: &ContextDecl) {
         let mut d = Diagnostic::error(Code::UnknownName, format!("unknown context loader `{}`", ctx.loader.name))
             .with_label(Label::primary(ctx.loader.span, "not a loader"));
         d = match closest(&ctx.loader.name, names.iter().copied()) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => d.with_help(format!("try `{s}`, the closest match")),
             None => d.with_help(try_one_of("the loaders", names.iter().copied())),
         };
         c.diagnostics.push(d);
@@ -140,7 +140,7 @@ fn check_instance(c: &mut Checker<'_>, i: &InstanceDecl) {
             if let Some(full) = c.env.paths.keys().find(|p| p.rsplit('.').next() == Some(last.as_str())) {
                 d = d.with_help(format!("try `use {full}` or write the full path `{full}`"));
             } else if let Some(s) = closest(&dotted, candidates) {
-                d = d.with_help(format!("did you mean `{s}`?"));
+                d = d.with_help(format!("try `{s}`, the closest match"));
             }
             c.diagnostics.push(d);
             for f in &i.fields {
@@ -258,7 +258,7 @@ fn check_world(c: &mut Checker<'_>, w: &WorldDecl) {
         let mut d = Diagnostic::error(Code::UnknownName, format!("unknown world model kind `{}`", w.kind.name))
             .with_label(Label::primary(w.kind.span, "not a world model kind"));
         d = match closest(&w.kind.name, WORLD_KINDS.iter().copied()) {
-            Some(s) => d.with_help(format!("did you mean `{s}`?")),
+            Some(s) => d.with_help(format!("try `{s}`, the closest match")),
             None => d.with_help(try_one_of("the kinds", WORLD_KINDS.iter().copied())),
         };
         c.diagnostics.push(d);
@@ -286,7 +286,7 @@ fn check_settings(c: &mut Checker<'_>, fields: &[Field], known: &[(&str, Setting
             let mut d = Diagnostic::error(Code::UnknownField, format!("{owner} has no setting `{}`", f.name.name))
                 .with_label(Label::primary(f.name.span, "unknown setting"));
             d = match closest(&f.name.name, names.iter().copied()) {
-                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                 None if names.is_empty() => d.with_help(format!("{owner} takes no settings")),
                 None => d.with_help(try_one_of("the settings", names.iter().copied())),
             };
@@ -342,7 +342,7 @@ fn check_solver(c: &mut Checker<'_>, value: &FieldValue) {
                 let mut d = Diagnostic::error(Code::UnknownName, format!("unknown solver `{}`", name.name))
                     .with_label(Label::primary(name.span, "not a solver"));
                 d = match closest(&name.name, names.iter().copied()) {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                     None => d.with_help(try_one_of("the solvers", names.iter().copied())),
                 };
                 c.diagnostics.push(d);

@@ -278,7 +278,7 @@ impl<'a> Checker<'a> {
                     let mut d = Diagnostic::error(Code::UnknownUnit, format!("unknown unit `{}`", f.name))
                         .with_label(Label::primary(f.span, "not a unit Basin knows"));
                     d = match units::suggest(&f.name) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                         None => d.with_help("try an SI unit such as `m`, `kg`, `s`, `N` with a prefix, or one of `in`, `ft`, `lb`, `lbf`, `psi`, `deg`, `%`"),
                     };
                     self.report(d);
@@ -396,7 +396,7 @@ impl<'a> Checker<'a> {
         let mut d = Diagnostic::error(Code::UnknownName, format!("cannot find `{}` in this scope", id.name))
             .with_label(Label::primary(id.span, "not found"));
         if let Some(s) = closest(&id.name, candidates) {
-            d = d.with_help(format!("did you mean `{s}`?"));
+            d = d.with_help(format!("try `{s}`, the closest match"));
         } else if let Some(path) = self.env.paths.keys().find(|p| p.rsplit('.').next() == Some(id.name.as_str())) {
             let module = path.rsplit_once('.').map_or(path.as_str(), |(m, _)| m);
             d = d.with_help(format!("try importing it with `use {module}.{}`", id.name));
@@ -414,7 +414,7 @@ impl<'a> Checker<'a> {
                     let mut d = Diagnostic::error(Code::UnknownField, format!("`{}` has no field `{}`", m.name, field.name))
                         .with_label(Label::primary(field.span, "unknown field"));
                     d = match closest(&field.name, names.iter().copied()) {
-                        Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                        Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                         None => d.with_help(try_one_of(&format!("the fields of `{}`", m.name), names.iter().copied())),
                     };
                     self.report(d);
@@ -502,7 +502,7 @@ impl<'a> Checker<'a> {
                 let mut d = Diagnostic::error(Code::UnknownField, format!("`{}` has no parameter `{}`", m.name, f.name.name))
                     .with_label(Label::primary(f.name.span, "unknown field"));
                 d = match closest(&f.name.name, names.iter().copied()) {
-                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    Some(s) => d.with_help(format!("try `{s}`, the closest match")),
                     None => d.with_help(try_one_of(&format!("the parameters of `{}`", m.name), names.iter().copied())),
                 };
                 self.report(d);

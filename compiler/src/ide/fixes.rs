@@ -1,4 +1,4 @@
-//! Quick fixes for diagnostics: the "did you mean" suggestions of unknown names, units,
+//! Quick fixes for diagnostics: the closest-match suggestions of unknown names, units,
 //! fields and imports, the `use` lines that help texts propose, and units that give a
 //! literal the wrong dimension.
 //!
@@ -33,7 +33,7 @@ pub fn code_actions(db: &dyn Db, file: SourceFile, range: Span) -> Vec<Fix> {
         }
         let Some(help) = &d.help else { continue };
         let written = text.get(span.range()).unwrap_or("");
-        if let Some(suggestion) = help.strip_prefix("did you mean `").and_then(|h| h.strip_suffix("`?")) {
+        if let Some(suggestion) = help.strip_prefix("try `").and_then(|h| h.strip_suffix("`, the closest match")) {
             // A unit factor's span covers its exponent, which the suggestion leaves alone.
             let (span, old) = match d.code {
                 Code::UnknownUnit => {
