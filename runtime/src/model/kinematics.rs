@@ -2,9 +2,9 @@
 //! and a periodic angle.
 //!
 //! A network that predicts a base's absolute position has to learn `x' = x + v cos θ · dt`
-//! across the whole map, from data where one step moves the base by a few hundredths of
-//! the position's spread: a 0.1 m step on a 20 m floor is lost in the network's own
-//! error, and such a model could not tell driving forward from driving backward. That
+//! across the whole map. In its data one step moves the base by a few hundredths of the
+//! position's spread: a 0.1 m step on a 20 m floor is lost in the network's own error, and
+//! such a model could not tell driving forward from driving backward. That
 //! relation is known exactly, so Basin does not learn it. When the state holds a base's
 //! forward velocity and turn rate next to its pose, the encoder sees neither the position
 //! nor the heading (the occupancy patch, cut in the robot's frame, says what is around), the
@@ -31,7 +31,7 @@
 
 use super::net::Dims;
 
-/// Which states rollouts integrate, and from which rates.
+/// The states that rollouts integrate, and the rates they come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Kinematics {
     /// Columns of `x`, `y` (metres) and `heading` (radians), and of the forward velocity
@@ -42,7 +42,8 @@ pub struct Kinematics {
 }
 
 impl Kinematics {
-    /// What a model with dimensions `dims` integrates; `None` when it predicts every state.
+    /// Returns what a model with dimensions `dims` integrates; `None` when it predicts every
+    /// state.
     pub fn of(dims: &Dims) -> Option<Kinematics> {
         let base = dims
             .patch
@@ -59,8 +60,8 @@ impl Kinematics {
         let steps = rows.len() / n_states.max(1);
         if let Some([ca, cr]) = self.angle {
             for k in 1..steps {
-                let (previous, row) = (rows[(k - 1) * n_states..k * n_states].to_vec(), k * n_states);
-                rows[row + ca] = previous[ca] + 0.5 * dt * (previous[cr] + rows[row + cr]);
+                let (previous, row) = ((k - 1) * n_states, k * n_states);
+                rows[row + ca] = rows[previous + ca] + 0.5 * dt * (rows[previous + cr] + rows[row + cr]);
             }
         }
         let Some(([cx, cy, ch], [cv, cw])) = self.base else {
@@ -80,10 +81,10 @@ impl Kinematics {
     }
 
     /// Turns `grad`, the gradient of an energy with respect to the integrated `rows`, into
-    /// the gradient with respect to the predicted rows, in place: the pose entries of rows
-    /// `1..` pass their share on to the velocities (and to earlier poses, which are
-    /// themselves integrated) and end up zero, since the network's pose outputs are not
-    /// used. Row 0 is the observed state and keeps its entries.
+    /// the gradient with respect to the predicted rows, in place. The integrated entries of
+    /// rows `1..` pass their share on to the rates and to the earlier rows they were
+    /// integrated from. They end up zero, since the network's outputs there are not used.
+    /// Row 0 is the observed state and keeps its entries.
     pub fn pull_back(&self, rows: &[f64], grad: &mut [f64], n_states: usize, dt: f64) {
         let steps = rows.len() / n_states.max(1);
         if let Some([ca, cr]) = self.angle {
@@ -180,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn a_linear_ramp_is_integrated_exactly() {
+    fn ramp_integrates_exactly() {
         // Accelerating at 1 m/s² from rest along +y covers t²/2.
         let velocities: Vec<[f64; 2]> = (0..=10).map(|k| [0.1 * k as f64, 0.0]).collect();
         let mut states = rows([1.0, 2.0, std::f64::consts::FRAC_PI_2], &velocities);

@@ -94,8 +94,9 @@ pub fn judge(plan: &Plan, params: &[f64], fields: &[Option<DistanceGrid>], state
 /// a report prints, yet nonzero, so the log-sum-exp stays defined.
 const SHARP_TEMPERATURE: f64 = 1e-12;
 
-/// The plan with every soft minimum and maximum (`and`, `or`, `always`, `eventually`,
-/// `until`) at [`SHARP_TEMPERATURE`], so robustness nodes compute exact margins.
+/// Returns the plan with every soft minimum and maximum (`and`, `or`, `always`,
+/// `eventually`, `until`) at [`SHARP_TEMPERATURE`], so robustness nodes compute exact
+/// margins.
 fn sharpened(plan: &Plan) -> Plan {
     let mut plan = plan.clone();
     let sharp = basin_compiler::plan::Num::new(SHARP_TEMPERATURE);
