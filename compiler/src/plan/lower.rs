@@ -1543,15 +1543,24 @@ impl<'a> Lowering<'a> {
                 return self.graph.add(Node::SumOver { body: not_done });
             };
             // The goal is met at the first step where its conditions hold, so step `j`
-            // counts while they failed at every step up to `j`: `always` over `[0, j]` of
-            // `−ρ`, read at step 0. Steps after a first arrival add nothing, even where the
-            // plan drifts out again; otherwise a plan that arrives early and must then hold
-            // still would pay for every wobble of the hold (`spec/energy.md` §6.4).
+            // counts while they failed at every step up to `j`: the soft minimum of `−ρ`
+            // over steps `0..=j`, read at step 0. Steps after a first arrival add nothing,
+            // even where the plan drifts out again; otherwise a plan that arrives early and
+            // must then hold still would pay for every wobble of the hold (`spec/energy.md`
+            // §6.4). The minimum grows one step at a time (`always` over `[j, j]` is `−ρ`
+            // at step `j`, and a soft minimum of soft minima is the soft minimum of all),
+            // so the sum costs `O(H)`.
             let (steps, dt) = (horizon.steps, horizon.step);
             let mut total: Option<NodeId> = None;
+            let mut failing: Option<NodeId> = None;
             for j in 0..steps {
-                let failing = self.graph.add(Node::Always { body: neg, from: 0, to: j, temperature: t });
-                let not_yet = self.graph.add(Node::Sigmoid { a: failing, temperature: t });
+                let at_j = self.graph.add(Node::Always { body: neg, from: j, to: j, temperature: t });
+                let so_far = match failing {
+                    Some(before) => self.graph.add(Node::SoftMin { args: vec![before, at_j], temperature: t }),
+                    None => at_j,
+                };
+                failing = Some(so_far);
+                let not_yet = self.graph.add(Node::Sigmoid { a: so_far, temperature: t });
                 total = Some(match total {
                     Some(sum) => self.graph.add(Node::Add { a: sum, b: not_yet }),
                     None => not_yet,
