@@ -38,3 +38,38 @@ fn run_writes_trace_and_judge_reads_it() {
     assert_eq!(judge.status.code(), Some(0), "no hard constraint is violated; output:\n{judged}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `basin judge` on inputs that do not fit: each error names the file and says what to give.
+#[test]
+fn judge_rejects_inputs_that_do_not_fit() {
+    let dir = std::env::temp_dir().join(format!("basin-judge-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/double-integrator/double-integrator.basin");
+    let judge = |flag: &str, file: &std::path::Path| {
+        let output = Command::new(env!("CARGO_BIN_EXE_basin")).args(["judge", spec.to_str().unwrap(), flag, file.to_str().unwrap()]).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+
+    let not_json = dir.join("notes.txt");
+    std::fs::write(&not_json, "not a trace").unwrap();
+    let (code, stderr) = judge("--trajectory", &not_json);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("notes.txt` is not valid JSON; try a `trace.json` written by `basin run --out DIR`"), "{stderr}");
+
+    // A trace with three state columns, as a diff-drive trace has; the block has two.
+    let wide = dir.join("wide.json");
+    std::fs::write(&wide, r#"{"steps": [{"state": [0, 0, 0], "action": [0]}], "final_state": [0, 0, 0]}"#).unwrap();
+    let (code, stderr) = judge("--trajectory", &wide);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("wide.json` does not fit this spec"), "{stderr}");
+    assert!(stderr.contains("state row 0 has 3 values, expected 2"), "{stderr}");
+
+    // The double integrator has agents and no design variables.
+    let values = dir.join("values.json");
+    std::fs::write(&values, r#"{"block.mass": 1}"#).unwrap();
+    let (code, stderr) = judge("--design", &values);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("this spec has no design variables to judge"), "{stderr}");
+    assert!(stderr.contains("try `--trajectory trace.json`"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}

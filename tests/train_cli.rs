@@ -368,5 +368,13 @@ fn design_world_trains_its_surrogate() {
     let flag = basin(&dir, &["train", "chair.basin", "--episodes", "10"]);
     assert_eq!(flag.code, 1, "{}", flag.stderr);
     assert!(flag.stderr.contains("`--episodes` does not apply to world `stability`"), "{}", flag.stderr);
+
+    // `--retrain` never deletes a file that is not a surrogate checkpoint.
+    let notes = dir.join("notes.safetensors");
+    std::fs::write(&notes, "keep me").expect("write notes");
+    let other = basin(&dir, &["train", "chair.basin", "--retrain", "-o", "notes.safetensors"]);
+    assert_eq!(other.code, 1, "{}", other.stderr);
+    assert!(other.stderr.contains("is not a surrogate checkpoint; not replacing it"), "{}", other.stderr);
+    assert_eq!(std::fs::read_to_string(&notes).expect("notes kept"), "keep me");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -186,3 +186,21 @@ fn patch_settings_are_part_of_the_model_hash_and_checkpoint() {
     assert!(matches!(other, CheckpointError::PlanMismatch { .. }), "{other}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A checkpoint whose angle columns lie outside the state is rejected on load, before any
+/// observation indexes them.
+#[test]
+fn checkpoint_angle_columns_are_checked() {
+    let (plan, _) = warehouse();
+    let target = WorldTarget::select(&plan, None).expect("a learned world");
+    let settings = target.settings(Overrides::default()).expect("settings");
+    let (mut model, normalization) = patch_model();
+    model.dims.angle = Some([7, 8]);
+    let meta = Meta { plan_hash: "angle".into(), dims: model.dims, normalization, config: settings.config, evaluation: None, surprise_threshold: 1.0 };
+    let dir = std::env::temp_dir().join(format!("basin-model-angle-{}", std::process::id()));
+    let path = dir.join("angle.safetensors");
+    model::save(&path, &model, &meta).expect("save");
+    let error = model::load(&path, "angle", &Device::Cpu).err().expect("out-of-range angle columns are rejected");
+    assert!(error.to_string().contains("angle columns [7, 8]"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -232,6 +232,14 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<Meta, CheckpointError> {
             )));
         }
     }
+    if let Some(columns) = dims.angle
+        && !columns.iter().all(|&c| c < dims.n_states)
+    {
+        return Err(corrupt(format!(
+            "metadata `dims` has angle columns {columns:?}; expected columns below {}",
+            dims.n_states
+        )));
+    }
     Ok(Meta {
         plan_hash: get("plan_hash")?,
         dims,
