@@ -5,7 +5,7 @@
 //! substeps per control step. The plant keeps its fine substeps, so the coarse rollouts
 //! differ slightly from what the plant does, and the closed loop has to absorb that as it
 //! would a model's error. The pendulum also swings up over a world model trained here with
-//! fewer episodes and epochs than its world block asks for, as `basin run` plans.
+//! the episodes and epochs of its world block, as `basin run` plans.
 
 use std::path::Path;
 

@@ -1,9 +1,9 @@
 //! Closed-loop navigation on the mobile-robot examples: global routes around shelves and
 //! random obstacles, and an obstacle that appears mid-run.
 //!
-//! Most runs plan over the physics simulator with coarse substeps and few samples, which
-//! keeps them fast in the debug profile; one trains a small world model and plans over it,
-//! as `basin run` does. The energy, the plant and the goal test are the ones `basin run`
+//! Most runs plan over the physics simulator with coarse substeps and few samples, so they
+//! stay fast in the debug profile. One trains a small world model and plans over it, as
+//! `basin run` does. The energy, the plant and the goal test are the ones `basin run`
 //! uses.
 
 use std::path::{Path, PathBuf};
@@ -87,8 +87,8 @@ fn assert_delivered(name: &str, outcome: &Outcome, deadline: f64) {
     assert!(!result.routes.is_empty(), "{name}: no global route was planned");
 }
 
-/// The warehouse over a world model trained here on fewer episodes and epochs than the
-/// example asks for, with a quarter of its samples: `basin run`'s own path.
+/// The warehouse over a world model trained here on half the example's episodes, with a
+/// quarter of its samples: `basin run`'s own path.
 #[test]
 fn warehouse_meets_its_goal_over_a_learned_model() {
     let (plan, _) = example("warehouse");

@@ -743,7 +743,7 @@ impl<'a> Lowering<'a> {
             c.upper = upper.map(Num::new);
         }
         self.scope.pop();
-        // The `start` parameter gives the leading states in declaration order; states after
+        // The `start` parameter gives the leading states in declaration order. States after
         // it (velocities a model adds to its pose) start at zero, at rest.
         if let Some((_, start)) = members.iter().find(|(n, _)| n == "start") {
             let values = self.constant_parts(start);
@@ -1545,7 +1545,7 @@ impl<'a> Lowering<'a> {
             // The goal is met at the first step where its conditions hold, so step `j`
             // counts while they failed at every step up to `j`: the soft minimum of `−ρ`
             // over steps `0..=j`, read at step 0. Steps after a first arrival add nothing,
-            // even where the plan drifts out again; otherwise a plan that arrives early and
+            // even where the plan drifts out again. Otherwise a plan that arrives early and
             // must then hold still would pay for every wobble of the hold (`spec/energy.md`
             // §6.4). The minimum grows one step at a time (`always` over `[j, j]` is `−ρ`
             // at step `j`, and a soft minimum of soft minima is the soft minimum of all),

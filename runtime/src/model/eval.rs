@@ -7,8 +7,8 @@
 //! measured in units of its training standard deviation (so metres and radians weigh
 //! alike). Baselines: constant velocity (`s_{t+k} = s_t + k · (s_t − s_{t−1})`) and a linear
 //! model `s_{t+1} = A s_t + B a_t + c` fitted by least squares on the training episodes.
-//! For a mobile base whose pose is integrated (`super::kinematics`), the learned model's
-//! pose is integrated here too, as planners see it.
+//! Where the model integrates states from rates (`super::kinematics`), the evaluation
+//! integrates them too, so the errors are those of the rollouts planners use.
 
 use candle_core::{Device, Result, Tensor};
 
@@ -243,12 +243,12 @@ pub fn evaluate(
             s0.extend_from_slice(&ep.states[t * ns..(t + 1) * ns]);
             truth.extend(target);
         }
-        let s0_states = Tensor::from_vec(observer.observe(&s0), (b, observer.width()), device)?;
+        let observations = Tensor::from_vec(observer.observe(&s0), (b, observer.width()), device)?;
         let acts = actions
             .into_iter()
             .map(|v| Tensor::from_vec(v, (b, na), device))
             .collect::<Result<Vec<_>>>()?;
-        let predicted = model.rollout(&s0_states, &acts)?;
+        let predicted = model.rollout(&observations, &acts)?;
         let last: Vec<f32> = match Kinematics::of(&model.dims) {
             None => predicted.last().expect("k ≥ 1").flatten_all()?.to_vec1()?,
             Some(kinematics) => {
@@ -269,8 +269,9 @@ pub fn evaluate(
     Ok(table)
 }
 
-/// The normalized last rows of `predicted` (one `[B, n_states]` tensor per step) with the
-/// pose integrated from the predicted velocities, starting at the SI states `start`.
+/// Returns the normalized last rows of `predicted` (one `[B, n_states]` tensor per step),
+/// with the integrated states computed from the predicted rates, starting at the SI states
+/// `start`.
 fn integrated_last(
     kinematics: &Kinematics,
     predicted: &[Tensor],

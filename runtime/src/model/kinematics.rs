@@ -3,13 +3,14 @@
 //!
 //! A network that predicts a base's absolute position has to learn `x' = x + v cos θ · dt`
 //! across the whole map. In its data one step moves the base by a few hundredths of the
-//! position's spread: a 0.1 m step on a 20 m floor is lost in the network's own error, and
-//! such a model could not tell driving forward from driving backward. That
-//! relation is known exactly, so Basin does not learn it. When the state holds a base's
-//! forward velocity and turn rate next to its pose, the encoder sees neither the position
-//! nor the heading (the occupancy patch, cut in the robot's frame, says what is around), the
-//! network predicts the velocities (where acceleration limits and contacts with obstacles
-//! are learned), and the pose follows from them by the trapezoidal rule:
+//! position's spread, since a 0.1 m step is small next to a 20 m floor. That step is lost in
+//! the network's own error, and such a model could not tell driving forward from driving
+//! backward. The relation is known exactly, so Basin does not learn it. When the state
+//! contains a base's forward velocity and turn rate next to its pose, the encoder gets
+//! neither the position nor the heading. The occupancy patch, cut in the robot's frame,
+//! describes the surroundings. The network predicts the velocities, which is where
+//! acceleration limits and contacts with obstacles act, and the pose follows from them by
+//! the trapezoidal rule:
 //!
 //! ```text
 //! θ_{k+1} = θ_k + dt (ω_k + ω_{k+1}) / 2

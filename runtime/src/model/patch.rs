@@ -51,7 +51,7 @@ pub struct PatchSpec {
     /// Columns of `x`, `y` (metres) and `heading` (radians) in the state.
     pub pose: [usize; 3],
     /// Columns of the base's forward velocity (m/s) and turn rate (rad/s), when the state
-    /// holds them. Then the encoder does not see the pose and rollouts integrate it from the
+    /// contains them. Then the encoder gets no pose, and rollouts integrate the pose from the
     /// predicted velocities (`super::kinematics`).
     #[serde(default)]
     pub velocity: Option<[usize; 2]>,
@@ -70,8 +70,8 @@ impl PatchSpec {
         }
     }
 
-    /// The same patch for a state that also holds the base's velocities in columns
-    /// `velocity` (forward, turn).
+    /// Returns the same patch for a state that also contains the base's velocities in
+    /// columns `velocity` (forward, turn).
     pub fn with_velocity(self, velocity: [usize; 2]) -> PatchSpec {
         PatchSpec {
             velocity: Some(velocity),
@@ -201,8 +201,8 @@ impl PatchSampler {
 }
 
 /// Builds encoder inputs `[normalized state, sin and cos of the angle, patch]` from states
-/// in SI units; for a base with velocities in its state ([`PatchSpec::velocity`]), the pose
-/// entries are zero, and so is the entry of a periodic angle.
+/// in SI units. The entry of a periodic angle is zero, and so are the pose entries of a base
+/// with velocities in its state ([`PatchSpec::velocity`]).
 #[derive(Clone, Debug)]
 pub struct Observer {
     pub normalization: Normalization,
@@ -220,7 +220,8 @@ impl Observer {
         }
     }
 
-    /// The same observer for a state with a periodic angle and its rate in columns `angle`.
+    /// Returns the same observer for a state with a periodic angle and its rate in columns
+    /// `angle`.
     pub fn with_angle(self, angle: Option<[usize; 2]>) -> Observer {
         Observer { angle, ..self }
     }
@@ -235,7 +236,7 @@ impl Observer {
         self.patch_offset() + self.patches.as_ref().map_or(0, |p| p.spec.len())
     }
 
-    /// Where the patch starts in an observation.
+    /// Returns the index where the patch starts in an observation.
     fn patch_offset(&self) -> usize {
         self.n_states() + self.angle.map_or(0, |_| 2)
     }

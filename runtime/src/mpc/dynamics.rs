@@ -5,8 +5,8 @@
 //! predict and probe at every step) and denormalizes its output to SI units. Its encoder
 //! reads the state and, for a robot on a map, an occupancy patch cut from the map it holds,
 //! which [`ModelDynamics::replace_grid`] swaps when the map changes during a run. For a
-//! mobile base whose state holds its velocities, the pose in the rollout is integrated from
-//! the predicted velocities ([`Kinematics`]).
+//! mobile base whose state contains its velocities, the pose in the rollout is integrated
+//! from the predicted velocities ([`Kinematics`]).
 //! [`SimulatorDynamics`] runs the physics scenario itself, which is exact but much slower,
 //! for tests and for comparing the world model with the simulator in the loop.
 

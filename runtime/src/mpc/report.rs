@@ -53,7 +53,7 @@ impl Summary {
 /// Scores a trajectory of `states` (`L + 1` rows) and `actions` (`L` rows) as one horizon of
 /// `L` steps: the energy of every term and the robustness at step 0 of each term that has one.
 ///
-/// The energies are the plan's, smooth as the planner sees them. The robustness is exact:
+/// The energies are the plan's smooth ones, as the planner scores them. The robustness is exact:
 /// a smooth minimum over `N` equal values lies `τ ln N` below them, so a trajectory that
 /// runs along a bound for a few hundred steps (a robot at its speed limit) would read as
 /// violating it by several hundredths. Robustness is evaluated with every soft minimum and

@@ -253,7 +253,7 @@ impl DiffDrive {
     }
 
     /// Resets to a random pose drawn from the seed (a free cell of the map if there is one),
-    /// moving at a random velocity up to half of each limit, so that training data holds
+    /// moving at a random velocity up to half of each limit, so that training data contains
     /// the base arriving at obstacles at speed as well as starting next to them.
     pub(crate) fn reset_random(&mut self, seed: u64) -> Vec<f64> {
         let mut rng = Rng::new(seed);
