@@ -1551,7 +1551,7 @@ impl<'a> Lowering<'a> {
             // at step `j`, and a soft minimum of soft minima is the soft minimum of all),
             // so the sum costs `O(H)` when read at step 0, as the JIT reads it.
             // NOTE: the graph gains three nodes per step, and the interpreter computes each at
-            // every step, `O(H²)` in all: about 10⁸ operations at 10,000 steps.
+            // every step, `O(H²)` in all: about 3·10⁸ node values at 10,000 steps.
             let (steps, dt) = (horizon.steps, horizon.step);
             let mut total: Option<NodeId> = None;
             let mut failing: Option<NodeId> = None;
